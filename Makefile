@@ -1,0 +1,20 @@
+# The two commands a newcomer needs:  `make demo`  and  `make test`.
+PYTHON ?= python3
+
+.PHONY: install demo test bench clean
+
+install:            ## install genmix (CPU torch if none is present) and build its extension
+	PYTHON=$(PYTHON) scripts/install.sh
+
+demo: install       ## the main job (for now: what genmix can run on this machine)
+	$(PYTHON) -m genmix info
+
+test:               ## install with test tools, run C++ tests and the pytest suite
+	PYTHON=$(PYTHON) scripts/test.sh
+
+bench: install      ## kernel benchmarks against the PyTorch reference
+	$(PYTHON) -m pip install -q pytest-benchmark
+	$(PYTHON) -m pytest benchmarks --benchmark-only
+
+clean:
+	rm -rf build dist *.egg-info genmix/_C*.so

@@ -1,0 +1,45 @@
+"""Turn a pytest-benchmark JSON file into a markdown table: time per implementation, speed-up
+over the PyTorch reference, achieved GB/s and its share of the device's copy bandwidth.
+
+    python benchmarks/summarize.py benchmarks/results/cpu.json > benchmarks/results/cpu.md
+"""
+
+import json
+import sys
+from collections import defaultdict
+
+
+def summarize(path: str) -> str:
+    with open(path) as fh:
+        data = json.load(fh)
+    groups = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        groups[bench["group"]][info["impl"]] = (bench["stats"]["mean"], info)
+    machine = data.get("machine_info", {})
+    lines = [
+        f"Benchmarks from `{path}` ({data.get('datetime', '?')[:10]}), "
+        f"machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}",
+        "",
+        "| case | impl | mean ms | speed-up vs ref | GB/s | % of copy bandwidth |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for group in sorted(groups):
+        rows = groups[group]
+        ref_mean = rows.get("ref", (None,))[0]
+        for impl in sorted(rows, key=lambda name: (name != "ref", name)):
+            mean, info = rows[impl]
+            speedup = f"{ref_mean / mean:.2f}x" if ref_mean else "-"
+            share = 100 * info["gbs"] / info["copy_gbs"]
+            lines.append(f"| {group} | {impl} | {mean * 1e3:.3f} | {speedup} | {info['gbs']:.1f} | {share:.0f}% |")
+    devices = sorted({info["device"] for rows in groups.values() for _, info in rows.values()})
+    copy = sorted({(info["device"], info["copy_gbs"]) for rows in groups.values() for _, info in rows.values()})
+    lines += ["", "Devices: " + "; ".join(devices) + ".",
+              "Copy bandwidth (read + write): " + "; ".join(f"{d}: {g:.1f} GB/s" for d, g in dict(copy).items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python benchmarks/summarize.py RESULTS.json")
+    sys.stdout.write(summarize(sys.argv[1]))

@@ -1,0 +1,216 @@
+// genmix._C: the one torch/pybind11 module. It validates tensors, allocates outputs, fills the
+// plain parameter structs and hands raw pointers to the CPU or CUDA kernels. The kernels
+// themselves know nothing of torch.
+
+#include <torch/extension.h>
+
+#include <cmath>
+#include <string>
+
+#include "cpu/kernels.h"
+#include "params.h"
+
+#ifdef GENMIX_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "cuda/launchers.h"
+#endif
+
+namespace {
+
+using genmix::BiasActParams;
+using genmix::Upfirdn2dParams;
+
+bool is_channels_last(const torch::Tensor& x) {
+    return x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+#ifdef GENMIX_WITH_CUDA
+genmix::cuda::DType cuda_dtype(const torch::Tensor& x) {
+    switch (x.scalar_type()) {
+        case at::kHalf: return genmix::cuda::DType::kF16;
+        case at::kBFloat16: return genmix::cuda::DType::kBF16;
+        case at::kFloat: return genmix::cuda::DType::kF32;
+        case at::kDouble: return genmix::cuda::DType::kF64;
+        default: TORCH_CHECK_TYPE(false, "genmix: unsupported CUDA dtype ", x.scalar_type());
+    }
+}
+
+void check_cuda(cudaError_t err, const char* op) {
+    TORCH_CHECK(err == cudaSuccess, "genmix.", op, ": CUDA kernel launch failed: ",
+                cudaGetErrorString(err));
+}
+#endif
+
+void check_cpu_dtype(const torch::Tensor& x, const char* op) {
+    TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "genmix.",
+                     op, ": the CPU kernel takes float32 or float64 tensors, got ", x.scalar_type());
+}
+
+torch::Tensor upfirdn2d(const torch::Tensor& x, const torch::Tensor& f, int64_t up_x, int64_t up_y,
+                        int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1,
+                        int64_t pad_y0, int64_t pad_y1, bool flip_filter, double gain) {
+    TORCH_CHECK_VALUE(x.dim() == 4, "genmix.upfirdn2d: x must be 4-D (N, C, H, W), got ", x.sizes());
+    TORCH_CHECK_VALUE(f.dim() == 2, "genmix.upfirdn2d: f must be 2-D, got ", f.sizes());
+    TORCH_CHECK_VALUE(f.device() == x.device(), "genmix.upfirdn2d: f is on ", f.device(),
+                      " but x is on ", x.device());
+    TORCH_CHECK_VALUE(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1,
+                      "genmix.upfirdn2d: up and down must be >= 1");
+    const auto filter_dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    const auto filter = f.to(filter_dtype).contiguous();
+
+    Upfirdn2dParams p;
+    p.batch = x.size(0);
+    p.channels = x.size(1);
+    p.in_h = x.size(2);
+    p.in_w = x.size(3);
+    p.filter_h = static_cast<int>(filter.size(0));
+    p.filter_w = static_cast<int>(filter.size(1));
+    p.up_x = static_cast<int>(up_x);
+    p.up_y = static_cast<int>(up_y);
+    p.down_x = static_cast<int>(down_x);
+    p.down_y = static_cast<int>(down_y);
+    p.pad_x0 = static_cast<int>(pad_x0);
+    p.pad_y0 = static_cast<int>(pad_y0);
+    p.out_h = (p.in_h * up_y + pad_y0 + pad_y1 - p.filter_h) / down_y + 1;
+    p.out_w = (p.in_w * up_x + pad_x0 + pad_x1 - p.filter_w) / down_x + 1;
+    TORCH_CHECK_VALUE(p.out_h >= 1 && p.out_w >= 1, "genmix.upfirdn2d: output would be empty");
+    p.flip_filter = flip_filter;
+    p.gain = static_cast<float>(gain);
+
+    auto y = torch::empty({p.batch, p.channels, p.out_h, p.out_w}, x.options(),
+                          is_channels_last(x) ? at::MemoryFormat::ChannelsLast
+                                              : at::MemoryFormat::Contiguous);
+    for (int d = 0; d < 4; ++d) {
+        p.in_stride[d] = x.stride(d);
+        p.out_stride[d] = y.stride(d);
+    }
+    if (y.numel() == 0) return y;
+
+    if (x.is_cuda()) {
+#ifdef GENMIX_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(x.device());
+        check_cuda(genmix::cuda::upfirdn2d(x.data_ptr(), filter.data_ptr(), y.data_ptr(),
+                                           cuda_dtype(x), p, at::cuda::getCurrentCUDAStream()),
+                   "upfirdn2d");
+        return y;
+#else
+        TORCH_CHECK(false, "genmix._C was built without CUDA kernels");
+#endif
+    }
+    TORCH_CHECK_VALUE(x.is_cpu(), "genmix.upfirdn2d: unsupported device ", x.device());
+    check_cpu_dtype(x, "upfirdn2d");
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genmix_upfirdn2d_cpu", [&] {
+        genmix::cpu::upfirdn2d<scalar_t>(x.data_ptr<scalar_t>(), filter.data_ptr<scalar_t>(),
+                                         y.data_ptr<scalar_t>(), p);
+    });
+    return y;
+}
+
+torch::Tensor bias_act(const torch::Tensor& x, const c10::optional<torch::Tensor>& b,
+                       const c10::optional<torch::Tensor>& dy, int64_t act, double alpha,
+                       double gain, double clamp, int64_t grad_order, int64_t dim) {
+    TORCH_CHECK_VALUE(x.dim() >= 1, "genmix.bias_act: x must have at least one dimension");
+    TORCH_CHECK_VALUE(dim >= 0 && dim < x.dim(), "genmix.bias_act: dim out of range");
+    TORCH_CHECK_VALUE(act >= genmix::kActLinear && act <= genmix::kActSwish,
+                      "genmix.bias_act: unknown activation code ", act);
+    TORCH_CHECK_VALUE(grad_order >= 0 && grad_order <= 2, "genmix.bias_act: grad_order must be 0, 1 or 2");
+    TORCH_CHECK_VALUE(x.is_non_overlapping_and_dense(),
+                      "genmix.bias_act: x must be dense (contiguous in some dimension order)");
+
+    BiasActParams p;
+    p.numel = x.numel();
+    p.channel_stride = x.stride(dim);
+    p.act = static_cast<int>(act);
+    p.grad_order = static_cast<int>(grad_order);
+    p.alpha = static_cast<float>(alpha);
+    p.gain = static_cast<float>(gain);
+    p.clamp = static_cast<float>(clamp);
+
+    const void* b_ptr = nullptr;
+    torch::Tensor bias;
+    if (b.has_value() && b->defined()) {
+        bias = b->contiguous();
+        TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == x.size(dim),
+                          "genmix.bias_act: b must be 1-D with x.shape[dim] elements");
+        TORCH_CHECK_TYPE(bias.scalar_type() == x.scalar_type(), "genmix.bias_act: b dtype ",
+                         bias.scalar_type(), " differs from x dtype ", x.scalar_type());
+        TORCH_CHECK_VALUE(bias.device() == x.device(), "genmix.bias_act: b is on another device");
+        p.channels = bias.size(0);
+        b_ptr = bias.data_ptr();
+    }
+    torch::Tensor grad;
+    if (grad_order > 0) {
+        TORCH_CHECK_VALUE(dy.has_value() && dy->defined(), "genmix.bias_act: dy is required for gradients");
+        grad = *dy;
+        TORCH_CHECK_VALUE(grad.sizes() == x.sizes() && grad.strides() == x.strides(),
+                          "genmix.bias_act: dy must have the shape and strides of x");
+        TORCH_CHECK_TYPE(grad.scalar_type() == x.scalar_type(), "genmix.bias_act: dy dtype differs from x");
+        TORCH_CHECK_VALUE(grad.device() == x.device(), "genmix.bias_act: dy is on another device");
+    }
+    auto out = torch::empty_like(x);  // dense x: empty_like keeps its strides
+    if (p.numel == 0) return out;
+
+    if (x.is_cuda()) {
+#ifdef GENMIX_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(x.device());
+        check_cuda(genmix::cuda::bias_act(x.data_ptr(), b_ptr,
+                                          grad.defined() ? grad.data_ptr() : nullptr,
+                                          out.data_ptr(), cuda_dtype(x), p,
+                                          at::cuda::getCurrentCUDAStream()),
+                   "bias_act");
+        return out;
+#else
+        TORCH_CHECK(false, "genmix._C was built without CUDA kernels");
+#endif
+    }
+    TORCH_CHECK_VALUE(x.is_cpu(), "genmix.bias_act: unsupported device ", x.device());
+    check_cpu_dtype(x, "bias_act");
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genmix_bias_act_cpu", [&] {
+        genmix::cpu::bias_act<scalar_t>(
+            x.data_ptr<scalar_t>(), static_cast<const scalar_t*>(b_ptr),
+            grad.defined() ? grad.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(), p);
+    });
+    return out;
+}
+
+bool has_cuda() {
+#ifdef GENMIX_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
+
+pybind11::dict build_info() {
+    pybind11::dict info;
+    info["cuda"] = has_cuda();
+#ifdef GENMIX_CUDA_VERSION
+    info["cuda_version"] = std::string(GENMIX_CUDA_VERSION);
+#endif
+#ifdef _OPENMP
+    info["openmp"] = _OPENMP;
+#else
+    info["openmp"] = pybind11::none();
+#endif
+    info["torch"] = std::string(TORCH_VERSION);
+    return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.doc() = "genmix compiled kernels (CPU, and CUDA when built with it)";
+    m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample (see genmix.ops.upfirdn2d)",
+          pybind11::arg("x"), pybind11::arg("f"), pybind11::arg("up_x"), pybind11::arg("up_y"),
+          pybind11::arg("down_x"), pybind11::arg("down_y"), pybind11::arg("pad_x0"),
+          pybind11::arg("pad_x1"), pybind11::arg("pad_y0"), pybind11::arg("pad_y1"),
+          pybind11::arg("flip_filter"), pybind11::arg("gain"));
+    m.def("bias_act", &bias_act, "bias + activation + gain + clamp (see genmix.ops.bias_act)",
+          pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("dy"), pybind11::arg("act"),
+          pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"),
+          pybind11::arg("grad_order"), pybind11::arg("dim"));
+    m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
+    m.def("build_info", &build_info, "how this extension was built");
+}

@@ -1,0 +1,157 @@
+"""One dispatcher for every fused op: which implementations exist, which can run here, and
+which one `impl="auto"` picks.
+
+Four implementations per op:
+  ref     pure PyTorch, runs anywhere; the definition the others are tested against
+  cpp     C++ kernels in the compiled extension `genmix._C` (CPU tensors)
+  cuda    CUDA kernels in `genmix._C` (CUDA tensors; needs a CUDA build)
+  triton  Triton kernels in `genmix.kernels` (CUDA tensors; CPU only under TRITON_INTERPRET=1)
+
+`auto` tries the device's preference list in order and takes the first implementation that is
+available and supports the call's arguments, falling back to `ref`. An explicit impl that
+cannot run raises BackendUnavailable with the reason and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Callable, Optional
+
+import torch
+
+IMPLS = ("cuda", "triton", "cpp", "ref")
+
+# Fastest first. On GPU the hand-written CUDA kernels come before Triton; on CPU the Triton
+# interpreter is a debugging aid, never a speed path, so auto never picks it there.
+PREFERENCE = {
+    "cuda": ("cuda", "triton", "ref"),
+    "cpu": ("cpp", "ref"),
+}
+
+BUILD_HINT = (
+    "build it from the source tree with `pip install --no-build-isolation -e .` "
+    "(or `make install`)"
+)
+
+
+class BackendUnavailable(RuntimeError):
+    """An explicitly requested implementation cannot run for this call."""
+
+
+_extension_cache: dict = {}
+
+
+def extension():
+    """The compiled module `genmix._C`, or None when it is not built (reason in load_error)."""
+    if "module" not in _extension_cache:
+        try:
+            _extension_cache["module"] = importlib.import_module("genmix._C")
+            _extension_cache["error"] = None
+        except ImportError as exc:  # not built, or built against another torch
+            _extension_cache["module"] = None
+            _extension_cache["error"] = f"{type(exc).__name__}: {exc}"
+    return _extension_cache["module"]
+
+
+def extension_error() -> Optional[str]:
+    extension()
+    return _extension_cache["error"]
+
+
+def triton_kernels(name: str):
+    """Import `genmix.kernels.<name>`; triton is optional, so this may raise ImportError."""
+    return importlib.import_module(f"genmix.kernels.{name}")
+
+
+def triton_interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _triton_error() -> Optional[str]:
+    try:
+        importlib.import_module("triton")
+    except ImportError as exc:
+        return f"triton is not installed ({exc}); install it with `pip install triton`"
+    return None
+
+
+def unavailable_reason(impl: str, device: torch.device) -> Optional[str]:
+    """Why `impl` cannot run on `device` (None when it can), independent of op arguments."""
+    if impl == "ref":
+        return None
+    if impl == "cpp":
+        if device.type != "cpu":
+            return f"the cpp backend runs on CPU tensors, not {device.type}; use impl='cuda' or 'auto'"
+        if extension() is None:
+            return f"the compiled extension genmix._C is not built ({extension_error()}); {BUILD_HINT}"
+        return None
+    if impl == "cuda":
+        if device.type != "cuda":
+            return f"the cuda backend runs on CUDA tensors, not {device.type}; use impl='cpp' or 'auto'"
+        ext = extension()
+        if ext is None:
+            return f"the compiled extension genmix._C is not built ({extension_error()}); {BUILD_HINT}"
+        if not ext.has_cuda():
+            return (
+                "genmix._C was built without CUDA kernels; rebuild on a machine with the CUDA "
+                "toolkit (nvcc) and a CUDA-enabled torch: "
+                "`GENMIX_CUDA=1 pip install --no-build-isolation -e .`"
+            )
+        return None
+    if impl == "triton":
+        err = _triton_error()
+        if err:
+            return err
+        if device.type == "cuda":
+            return None
+        if device.type == "cpu" and triton_interpreting():
+            return None
+        return (
+            f"the triton backend runs on CUDA tensors (on CPU only with TRITON_INTERPRET=1 set "
+            f"before import), not {device.type}"
+        )
+    return f"unknown impl {impl!r}"
+
+
+ArgCheck = Callable[[str], Optional[str]]
+
+
+def select_impl(op: str, impl: str, device: torch.device, unsupported: ArgCheck) -> str:
+    """Resolve `impl` for one call of `op`.
+
+    `unsupported(name)` returns why backend `name` cannot handle this call's arguments
+    (dtype, filter gradient, ...) or None.
+    """
+    if impl != "auto" and impl not in IMPLS:
+        raise ValueError(f"{op}: impl must be 'auto' or one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        for name in PREFERENCE.get(device.type, ()):
+            if unavailable_reason(name, device) is None and unsupported(name) is None:
+                return name
+        return "ref"
+    reason = unavailable_reason(impl, device) or unsupported(impl)
+    if reason is not None:
+        raise BackendUnavailable(f"{op}: impl={impl!r} cannot run here: {reason}")
+    return impl
+
+
+def report(op_checks: dict) -> dict:
+    """Availability of every op and impl on CPU and (if present) CUDA, for `genmix info`.
+
+    op_checks maps op name -> {impl: list of device types that impl serves}.
+    """
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    out = {}
+    for op, impls in op_checks.items():
+        rows = {}
+        for impl, device_types in impls.items():
+            for dev in devices:
+                if dev.type not in device_types:
+                    continue
+                reason = unavailable_reason(impl, dev)
+                rows[f"{impl}@{dev.type}"] = {"available": reason is None, "reason": reason}
+        out[op] = rows
+    return out

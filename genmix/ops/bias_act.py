@@ -1,0 +1,198 @@
+"""bias_act: bias add + activation + gain + clamp in one pass over memory.
+
+Unfused, these are four elementwise passes (and four saved tensors for autograd) after every
+layer of a GAN; fused, one read and one write. Twice differentiable, because the R1 penalty of
+the discriminator differentiates a gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from genmix.ops import _backend
+from genmix.ops._checks import CPU_DTYPES, GPU_DTYPES, check_float_tensor, check_same_device, dtype_reason
+
+OP = "bias_act"
+
+
+@dataclass(frozen=True)
+class Activation:
+    code: int  # the BiasActKind value shared with the C++/CUDA/Triton kernels
+    default_alpha: float
+    default_gain: float
+
+
+ACTIVATIONS = {
+    "linear": Activation(0, 0.0, 1.0),
+    "relu": Activation(1, 0.0, math.sqrt(2)),
+    "lrelu": Activation(2, 0.2, math.sqrt(2)),
+    "tanh": Activation(3, 0.0, 1.0),
+    "sigmoid": Activation(4, 0.0, 1.0),
+    "elu": Activation(5, 1.0, 1.0),
+    "selu": Activation(6, 0.0, 1.0),
+    "softplus": Activation(7, 0.0, 1.0),
+    "swish": Activation(8, 0.0, math.sqrt(2)),
+}
+
+
+def _activate(x, act, alpha):
+    if act == "linear":
+        return x
+    if act == "relu":
+        return F.relu(x)
+    if act == "lrelu":
+        return F.leaky_relu(x, alpha)
+    if act == "tanh":
+        return torch.tanh(x)
+    if act == "sigmoid":
+        return torch.sigmoid(x)
+    if act == "elu":
+        return F.elu(x, alpha)
+    if act == "selu":
+        return F.selu(x)
+    if act == "softplus":
+        return F.softplus(x)
+    if act == "swish":
+        return torch.sigmoid(x) * x
+    raise ValueError(f"{OP}: unknown act {act!r}")
+
+
+def bias_act_ref(x, b, dim, act, alpha, gain, clamp):
+    """Pure-PyTorch definition: clamp(act(x + b) * gain, -clamp, clamp)."""
+    if b is not None:
+        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    x = _activate(x, act, alpha)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="auto"):
+    """clamp(act(x + b) * gain, -clamp, clamp) with `b` broadcast along dimension `dim`.
+
+    act: linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish. alpha (lrelu slope,
+    elu alpha) and gain default per activation (e.g. lrelu: 0.2 and sqrt(2)); clamp=None
+    disables clamping. Any layout (contiguous, channels_last) keeps its strides.
+    """
+    check_float_tensor(OP, "x", x)
+    if x.ndim == 0:
+        raise ValueError(f"{OP}: x must have at least 1 dimension")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{OP}: dim must be an int, got {type(dim).__name__}")
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"{OP}: dim={dim} is out of range for x with {x.ndim} dimensions")
+    dim %= x.ndim
+    if act not in ACTIVATIONS:
+        raise ValueError(f"{OP}: unknown act {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+    spec = ACTIVATIONS[act]
+    alpha = float(spec.default_alpha if alpha is None else alpha)
+    gain = float(spec.default_gain if gain is None else gain)
+    if clamp is not None:
+        clamp = float(clamp)
+        if not clamp >= 0:
+            raise ValueError(f"{OP}: clamp must be >= 0 or None, got {clamp}")
+    if b is not None:
+        check_float_tensor(OP, "b", b, 1)
+        check_same_device(OP, "b", b, x)
+        if b.shape[0] != x.shape[dim]:
+            raise ValueError(f"{OP}: b has {b.shape[0]} elements but x.shape[{dim}] is {x.shape[dim]}")
+        b = b.to(x.dtype)
+
+    def unsupported(name):
+        if name == "ref":
+            return None
+        return dtype_reason(x, CPU_DTYPES if name == "cpp" else GPU_DTYPES)
+
+    chosen = _backend.select_impl(OP, impl, x.device, unsupported)
+    if chosen == "ref":
+        return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    config = (spec.code, alpha, gain, -1.0 if clamp is None else clamp, dim, chosen)
+    if b is None:
+        return _BiasAct.apply(x, config)
+    return _BiasActWithBias.apply(x, b, config)
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """Kernels walk flat storage; any tensor with gaps or overlaps is compacted first."""
+    return t if t.is_non_overlapping_and_dense() else t.contiguous()
+
+
+def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """`t` laid out with exactly the strides of dense `ref`, so both share flat indices."""
+    if t.stride() == ref.stride():
+        return t
+    return torch.empty_like(ref).copy_(t)
+
+
+def _kernel(x, b, dy, config, grad_order):
+    code, alpha, gain, clamp, dim, impl = config
+    if impl == "triton":
+        return _backend.triton_kernels("bias_act").bias_act(
+            x, b, dy, code, alpha, gain, clamp, grad_order, dim)
+    return _backend.extension().bias_act(x, b, dy, code, alpha, gain, clamp, grad_order, dim)
+
+
+def _sum_to_bias(t, dim):
+    return t.sum(dim=[i for i in range(t.ndim) if i != dim])
+
+
+class _BiasActWithBias(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, config):
+        x = _dense(x)
+        ctx.save_for_backward(x, b)
+        ctx.config = config
+        return _kernel(x, b.contiguous(), None, config, 0)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, b = ctx.saved_tensors
+        dx = _BiasActGrad.apply(dy, x, b, ctx.config)
+        db = _sum_to_bias(dx, ctx.config[4]) if ctx.needs_input_grad[1] else None
+        return dx, db, None
+
+
+class _BiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, config):
+        x = _dense(x)
+        ctx.save_for_backward(x)
+        ctx.config = config
+        return _kernel(x, None, None, config, 0)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        return _BiasActGrad.apply(dy, x, None, ctx.config), None
+
+
+class _BiasActGrad(torch.autograd.Function):
+    """dx = dy * gain * act'(x + b) (zero where clamped): the first derivative as an op of its
+    own, so autograd can differentiate it once more (R1 penalty)."""
+
+    @staticmethod
+    def forward(ctx, dy, x, b, config):
+        dy = _like(dy, x)
+        ctx.save_for_backward(dy, x, b)
+        ctx.config = config
+        return _kernel(x, None if b is None else b.contiguous(), dy, config, 1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, ddx):
+        dy, x, b = ctx.saved_tensors
+        ddx = _like(ddx, x)
+        b_arg = None if b is None else b.contiguous()
+        d_dy = _kernel(x, b_arg, ddx, ctx.config, 1) if ctx.needs_input_grad[0] else None
+        d_x = None
+        if ctx.needs_input_grad[1] or (b is not None and ctx.needs_input_grad[2]):
+            d_x = _kernel(x, b_arg, ddx * dy, ctx.config, 2)
+        d_b = _sum_to_bias(d_x, ctx.config[4]) if b is not None and ctx.needs_input_grad[2] else None
+        return d_dy, d_x, d_b, None

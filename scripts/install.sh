@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs genmix from this source tree, with the compiled extension, into the current Python.
+#   scripts/install.sh          the package and its runtime dependencies
+#   scripts/install.sh test     also the test/benchmark tools (pytest, pytest-benchmark, triton)
+# torch: an existing torch (CPU or CUDA) is kept. Where none is installed, only the CPU build
+# is installed (pinned with the +cpu local version, so pip can never resolve it to a CUDA
+# build that drags in several GB of CUDA libraries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+
+if "$PY" -c "import torch" 2>/dev/null; then
+    echo "genmix install: using the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
+else
+    echo "genmix install: no torch found; installing the CPU build torch==${TORCH_VERSION}+cpu"
+    pip_install "torch==${TORCH_VERSION}+cpu" \
+        || pip_install "torch==${TORCH_VERSION}+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+fi
+
+pip_install setuptools wheel pybind11 ninja numpy safetensors tqdm
+if [ "${1:-}" = "test" ]; then
+    pip_install pytest pytest-benchmark triton
+fi
+# No build isolation: the extension must link against the torch installed above.
+pip_install --no-build-isolation --no-deps -e .
+"$PY" -c "import genmix._C" && echo "genmix install: extension genmix._C built"
