@@ -46,7 +46,7 @@ def sources(pattern):
 
 def extension():
     cpp_sources = ["csrc/bindings.cpp"] + sources("csrc/cpu/*.cpp")
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp"]
+    cxx_flags = ["-O3", "-fopenmp"]  # the C++ standard is the one torch.utils.cpp_extension sets
     link_flags = ["-fopenmp"]
     include_dirs = [os.path.join(ROOT, "csrc")]
     if want_cuda():
@@ -55,7 +55,7 @@ def extension():
             cpp_sources + sources("csrc/cuda/*.cu"),
             include_dirs=include_dirs,
             define_macros=[("GENMIX_WITH_CUDA", None), ("GENMIX_CUDA_VERSION", f'"{torch.version.cuda}"')],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17", "-lineinfo"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
             extra_link_args=link_flags,
         )
     return cpp_extension.CppExtension(

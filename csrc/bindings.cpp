@@ -4,6 +4,7 @@
 
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -77,7 +78,7 @@ torch::Tensor upfirdn2d(const torch::Tensor& x, const torch::Tensor& f, int64_t 
     p.out_w = (p.in_w * up_x + pad_x0 + pad_x1 - p.filter_w) / down_x + 1;
     TORCH_CHECK_VALUE(p.out_h >= 1 && p.out_w >= 1, "genmix.upfirdn2d: output would be empty");
     p.flip_filter = flip_filter;
-    p.gain = static_cast<float>(gain);
+    p.gain = gain;
 
     auto y = torch::empty({p.batch, p.channels, p.out_h, p.out_w}, x.options(),
                           is_channels_last(x) ? at::MemoryFormat::ChannelsLast
@@ -121,12 +122,12 @@ torch::Tensor bias_act(const torch::Tensor& x, const c10::optional<torch::Tensor
 
     BiasActParams p;
     p.numel = x.numel();
-    p.channel_stride = x.stride(dim);
+    p.channel_stride = std::max<int64_t>(x.stride(dim), 1);  // a size-1 dim may have stride 0
     p.act = static_cast<int>(act);
     p.grad_order = static_cast<int>(grad_order);
-    p.alpha = static_cast<float>(alpha);
-    p.gain = static_cast<float>(gain);
-    p.clamp = static_cast<float>(clamp);
+    p.alpha = alpha;
+    p.gain = gain;
+    p.clamp = clamp;
 
     const void* b_ptr = nullptr;
     torch::Tensor bias;

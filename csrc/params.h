@@ -28,7 +28,7 @@ struct Upfirdn2dParams {
     int pad_x0 = 0, pad_y0 = 0;
     int filter_h = 1, filter_w = 1;
     bool flip_filter = false;
-    float gain = 1.0f;
+    double gain = 1.0;  // double so float64 results are exact; kernels narrow it for fp32 math
 };
 
 // Activation codes; the order is part of the ABI between Python, bindings and kernels.
@@ -58,9 +58,9 @@ struct BiasActParams {
     int64_t channel_stride = 1;
     int act = kActLinear;
     int grad_order = 0;
-    float alpha = 0.0f;
-    float gain = 1.0f;
-    float clamp = -1.0f;
+    double alpha = 0.0;
+    double gain = 1.0;  // double so float64 results are exact; kernels narrow it for fp32 math
+    double clamp = -1.0;
 };
 
 }  // namespace genmix

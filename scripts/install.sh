@@ -25,4 +25,4 @@ if [ "${1:-}" = "test" ]; then
 fi
 # No build isolation: the extension must link against the torch installed above.
 pip_install --no-build-isolation --no-deps -e .
-"$PY" -c "import genmix._C" && echo "genmix install: extension genmix._C built"
+"$PY" -c "import torch, genmix._C" && echo "genmix install: extension genmix._C built"

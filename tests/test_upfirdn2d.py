@@ -201,7 +201,7 @@ def test_setup_filter_conventions():
     assert setup_filter([1, 3, 3, 1], separable=True).shape == (4,)
     assert math.isclose(setup_filter([1, 3, 3, 1], gain=4).sum().item(), 4.0, rel_tol=1e-6)
     assert torch.equal(setup_filter([1, 2], normalize=False, flip_filter=True), torch.tensor([[4.0, 2], [2, 1]]))
-    assert setup_filter(None).shape == (1,)
+    assert setup_filter(None).shape == (1, 1)  # identity
     with pytest.raises(ValueError, match="sum to 0"):
         setup_filter([1, -1])
 

@@ -9,8 +9,9 @@
 // are packed several to a block and large ones are split.
 //
 // Compile-time instantiations cover the StyleGAN2 resampling patterns (up 2, down 2, plain
-// filtering) with filters up to 4x4, 1x12, 12x1 and 12x12; every other combination runs the
-// same kernel with runtime factors. When even a one-pixel tile would not fit in shared memory
+// filtering) with filters up to 4x4, 1x12, 12x1 and 12x12, and the one-axis passes of separable
+// filters (1x12 along x, 12x1 along y); every other combination runs the same kernel with
+// runtime factors. When even a one-pixel tile would not fit in shared memory
 // (huge filters), a direct kernel reads global memory instead.
 
 #include <cuda_bf16.h>
@@ -29,8 +30,9 @@ namespace {
 constexpr int kThreads = 256;
 // Stay under the default dynamic shared memory limit so no per-kernel opt-in is needed.
 constexpr int64_t kSmemBytes = 48 * 1024;
-// Tile limits: 64 wide keeps a warp on consecutive output columns; ~1024 outputs per block
-// keeps all 256 threads busy with a few outputs each.
+// Tiles of up to 64 x 32 outputs: 64 wide keeps each warp on consecutive output columns
+// (coalesced stores, conflict-free shared reads at down 1). Planes smaller than that are packed,
+// up to 64 per block, until a block holds ~1024 outputs, so all 256 threads have work.
 constexpr int kMaxTileWShift = 6;
 constexpr int kMaxTileHShift = 5;
 constexpr int kMaxPlaneShift = 6;
@@ -142,7 +144,7 @@ upfirdn2d_tiled(const T* __restrict__ x, const typename Elem<T>::Acc* __restrict
         const int ry = int(qy0 - iy0 * upy) + upy;
 
         __syncthreads();  // the previous tile is no longer being read
-        if (threadIdx.x < tile_planes) {
+        if (int(threadIdx.x) < tile_planes) {
             const int64_t plane = plane0 + threadIdx.x;
             int64_t in_base = 0, out_base = 0;
             if (plane < planes) {
@@ -325,11 +327,12 @@ cudaError_t launch_tiled(const T* x, const typename Elem<T>::Acc* f, T* y, const
     return cudaGetLastError();
 }
 
-// Filter-size classes with unrolled kernels; -1: none fits.
+// Filter-size classes with unrolled kernels; -1: none fits. Row and column filters come
+// first: they are the separable passes, whose up/down act on one axis only.
 int filter_class(int fh, int fw) {
-    if (fh <= 4 && fw <= 4) return 0;
     if (fh == 1 && fw <= 12) return 1;
     if (fw == 1 && fh <= 12) return 2;
+    if (fh <= 4 && fw <= 4) return 0;
     if (fh <= 12 && fw <= 12) return 3;
     return -1;
 }
@@ -364,11 +367,20 @@ cudaError_t run(const void* xv, const void* fv, void* yv, const Upfirdn2dParams&
     }
 
     const int fclass = filter_class(p.filter_h, p.filter_w);
-    const bool same_up = p.up_x == p.up_y, same_down = p.down_x == p.down_y;
-    if (fclass >= 0 && same_up && same_down) {
-        if (p.up_x == 1 && p.down_x == 1) return launch_fixed<T, 1, 1>(fclass, x, f, y, p, cfg, smem, stream);
-        if (p.up_x == 2 && p.down_x == 1) return launch_fixed<T, 2, 1>(fclass, x, f, y, p, cfg, smem, stream);
-        if (p.up_x == 1 && p.down_x == 2) return launch_fixed<T, 1, 2>(fclass, x, f, y, p, cfg, smem, stream);
+    const int upx = p.up_x, upy = p.up_y, dnx = p.down_x, dny = p.down_y;
+    // Separable passes: a row filter resampling along x only, or a column filter along y.
+    if (fclass == 1 && upy == 1 && dny == 1) {
+        if (upx == 2 && dnx == 1) return launch_tiled<T, 2, 1, 1, 1, 1, 12>(x, f, y, p, cfg, smem, stream);
+        if (upx == 1 && dnx == 2) return launch_tiled<T, 1, 1, 2, 1, 1, 12>(x, f, y, p, cfg, smem, stream);
+    }
+    if (fclass == 2 && upx == 1 && dnx == 1) {
+        if (upy == 2 && dny == 1) return launch_tiled<T, 1, 2, 1, 1, 12, 1>(x, f, y, p, cfg, smem, stream);
+        if (upy == 1 && dny == 2) return launch_tiled<T, 1, 1, 1, 2, 12, 1>(x, f, y, p, cfg, smem, stream);
+    }
+    if (fclass >= 0 && upx == upy && dnx == dny) {
+        if (upx == 1 && dnx == 1) return launch_fixed<T, 1, 1>(fclass, x, f, y, p, cfg, smem, stream);
+        if (upx == 2 && dnx == 1) return launch_fixed<T, 2, 1>(fclass, x, f, y, p, cfg, smem, stream);
+        if (upx == 1 && dnx == 2) return launch_fixed<T, 1, 2>(fclass, x, f, y, p, cfg, smem, stream);
     }
     return launch_tiled<T, 0, 0, 0, 0, 0, 0>(x, f, y, p, cfg, smem, stream);
 }

@@ -119,9 +119,21 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     return _BiasActWithBias.apply(x, b, config)
 
 
+def _is_dense(t: torch.Tensor) -> bool:
+    """True when t fills its storage span exactly, in some order of its dimensions."""
+    expected = 1
+    for d in sorted(range(t.ndim), key=t.stride):
+        if t.shape[d] == 1:
+            continue
+        if t.stride(d) != expected:
+            return False
+        expected *= t.shape[d]
+    return True
+
+
 def _dense(t: torch.Tensor) -> torch.Tensor:
     """Kernels walk flat storage; any tensor with gaps or overlaps is compacted first."""
-    return t if t.is_non_overlapping_and_dense() else t.contiguous()
+    return t if _is_dense(t) else t.contiguous()
 
 
 def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
