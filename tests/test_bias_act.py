@@ -95,13 +95,20 @@ def test_defaults_follow_the_activation():
     torch.testing.assert_close(bias_act(x, torch.tensor([1.0, -1.0]), dim=0, impl="ref"), torch.tensor([0.0, 1.0]))
 
 
-def test_kernel_derivatives_at_the_kinks_match_torch():
-    # relu'(0) = 0 and lrelu'(0) = alpha in torch; the kernels must agree exactly there.
-    x = torch.zeros(4, dtype=torch.float64, requires_grad=True)
-    for act in ("relu", "lrelu"):
-        g = torch.autograd.grad(bias_act(x, dim=0, act=act, impl="cpp").sum(), x)[0]
-        g_ref = torch.autograd.grad(bias_act(x, dim=0, act=act, impl="ref").sum(), x)[0]
-        assert torch.equal(g, g_ref)
+@pytest.mark.parametrize("impl", cpu_kernel_impls())
+@pytest.mark.parametrize("act", ACTS)
+def test_derivatives_at_kinks_and_thresholds_match_torch(impl, act):
+    # relu'(0) = 0, lrelu'(0) = alpha, elu''(0) = 0, softplus beyond its threshold of 20: the
+    # kernels must follow torch's conventions exactly at these points, not just nearby.
+    x = torch.tensor([0.0, -0.0, 20.0, -20.0, 1e-300, 0.5, -0.5], dtype=torch.float64, requires_grad=True)
+
+    def first_and_second(name):
+        g = torch.autograd.grad(bias_act(x, dim=0, act=act, impl=name).sum(), x, create_graph=True)[0]
+        gg = torch.autograd.grad(g.sum(), x)[0] if g.requires_grad else torch.zeros_like(x)
+        return g.detach(), gg
+
+    for got, want in zip(first_and_second(impl), first_and_second("ref")):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(

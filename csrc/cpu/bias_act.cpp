@@ -8,6 +8,8 @@
 // is always a plain elementwise loop the compiler can vectorise.
 
 #include <algorithm>
+#include <math.h>
+
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -18,9 +20,33 @@
 
 #include "kernels.h"
 
+// GCC's default -ftrapping-math forbids turning the selects of relu / lrelu / clamp into vector
+// blends (a comparison could raise an FP exception flag), which leaves every loop scalar and
+// branchy. Nothing here reads FP exception flags, and NaN / inf results are unaffected, so
+// the kernels are compiled without that guarantee whatever flags the build passes.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 namespace genmix {
 namespace cpu {
 namespace {
+
+// Math helpers defined under the pragma above: the <cmath> inline wrappers were compiled
+// with other options and GCC will not inline them here (a call even for fabs blocks
+// vectorisation), so the hot code calls the C library / builtins directly.
+inline float m_exp(float v) { return ::expf(v); }
+inline double m_exp(double v) { return ::exp(v); }
+inline float m_expm1(float v) { return ::expm1f(v); }
+inline double m_expm1(double v) { return ::expm1(v); }
+inline float m_log1p(float v) { return ::log1pf(v); }
+inline double m_log1p(double v) { return ::log1p(v); }
+inline float m_tanh(float v) { return ::tanhf(v); }
+inline double m_tanh(double v) { return ::tanh(v); }
+template <typename T>
+inline T m_abs(T v) { return v < T(0) ? -v : v; }  // NaN stays NaN
+template <typename T>
+inline T m_min0(T v) { return v > T(0) ? T(0) : v; }  // min(v, 0), NaN stays NaN
 
 constexpr double kSeluScale = 1.0507009873554805;
 constexpr double kSeluAlpha = 1.6732632423543772;
@@ -39,11 +65,11 @@ inline void activate(T v, T alpha, T& f, T& d) {
         if (want_f) f = v > zero ? v : v * alpha;
         d = ORDER == 1 ? (v > zero ? one : alpha) : zero;  // lrelu'(0) = alpha
     } else if constexpr (ACT == kActTanh) {
-        f = std::tanh(v);
+        f = m_tanh(v);
         const T d1 = one - f * f;
         d = ORDER == 1 ? d1 : T(-2) * f * d1;
     } else if constexpr (ACT == kActSigmoid) {
-        f = one / (one + std::exp(-v));
+        f = one / (one + m_exp(-v));
         const T d1 = f * (one - f);
         d = ORDER == 1 ? d1 : d1 * (one - T(2) * f);
     } else if constexpr (ACT == kActElu || ACT == kActSelu) {
@@ -51,20 +77,22 @@ inline void activate(T v, T alpha, T& f, T& d) {
         const T a = ACT == kActSelu ? T(kSeluAlpha) : alpha;
         // Only the negative side needs exp; the positive side must not overflow into it.
         T e = zero;
-        if (ORDER > 0) e = std::exp(std::min(v, zero));
-        if (want_f) f = scale * (v > zero ? v : a * std::expm1(std::min(v, zero)));
+        if (ORDER > 0) e = m_exp(m_min0(v));
+        if (want_f) f = scale * (v > zero ? v : a * m_expm1(m_min0(v)));
         if (ORDER == 1) d = scale * (v > zero ? one : a * e);
-        if (ORDER == 2) d = v > zero ? zero : scale * a * e;
+        // torch switches the second derivative on v < 0 (the first on v <= 0).
+        if (ORDER == 2) d = v < zero ? scale * a * e : zero;
     } else if constexpr (ACT == kActSoftplus) {
         // torch semantics: linear above the threshold (and derivative 1 there).
         const bool lin = v > T(kSoftplusThreshold);
-        const T z = std::exp(lin ? zero : v);
-        if (want_f) f = lin ? v : std::log1p(z);
+        const T z = m_exp(lin ? zero : v);
+        if (want_f) f = lin ? v : m_log1p(z);
         const T s = z / (z + one);
         if (ORDER == 1) d = lin ? one : s;
-        if (ORDER == 2) d = lin ? zero : s * (one - s);
+        // torch: softplus''(v) is 0 from the threshold on, inclusive.
+        if (ORDER == 2) d = v >= T(kSoftplusThreshold) ? zero : s * (one - s);
     } else if constexpr (ACT == kActSwish) {
-        const T s = one / (one + std::exp(-v));
+        const T s = one / (one + m_exp(-v));
         if (want_f) f = v * s;
         if (ORDER == 1) d = s * (one + v * (one - s));
         if (ORDER == 2) d = s * (one - s) * (T(2) + v * (one - T(2) * s));
@@ -80,7 +108,7 @@ struct Consts {
 };
 
 template <typename T, int ACT, int ORDER, bool CLAMP>
-inline T element(T v, T g, const Consts<T>& k) {
+inline T element(T v, T g, Consts<T> k) {
     T f = T(0), d = T(0);
     activate<ACT, ORDER, CLAMP>(v, k.alpha, f, d);
     if constexpr (ORDER == 0) {
@@ -90,7 +118,7 @@ inline T element(T v, T g, const Consts<T>& k) {
     } else {
         T r = g * k.gain * d;
         // Where the forward clamp saturated the output is constant: zero gradient.
-        if constexpr (CLAMP) r = std::fabs(f * k.gain) <= k.clamp ? r : T(0);
+        if constexpr (CLAMP) r = m_abs(f * k.gain) <= k.clamp ? r : T(0);
         return r;
     }
 }
@@ -99,8 +127,10 @@ enum BiasMode { kNoBias = 0, kScalarBias = 1, kVectorBias = 2 };
 
 // out[i] for i < n. out may be x or dy exactly (in-place): each iteration reads its own
 // index before writing it, which `omp simd` allows, so no restrict is needed.
+// The constants come by value: read through a reference inside a conditional they would be
+// conditional loads, which keep the compiler from turning the selects into blends.
 template <typename T, int ACT, int ORDER, bool CLAMP, int BIAS>
-void segment(const T* x, const T* dy, T* out, int64_t n, T bs, const T* bv, const Consts<T>& k) {
+void segment(const T* x, const T* dy, T* out, int64_t n, T bs, const T* bv, const Consts<T> k) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         T v = x[i];

@@ -6,13 +6,16 @@
 //
 // Per axis, outputs split into P = up / gcd(up, down) phases. All outputs of one phase use the
 // same taps, and consecutive outputs of a phase read inputs S = down / gcd(up, down) apart.
-// Two loop orders keep the innermost loop on contiguous memory so that it vectorises:
-//  * planar (NCHW and any other strides): a work item is a band of output rows of one plane.
-//    It first stages the input rows it needs into a zero-padded scratch, each row split into S
-//    sub-rows, so that every tap reads unit-stride data and no bounds checks are needed in the
-//    inner loop. Then each (row phase, column phase) pair is one 2-D multi-tap FIR.
+// Three loop orders keep the innermost loop on contiguous memory so that it vectorises:
+//  * planar (NCHW and any other strides): a work item is a band of output rows of a few
+//    planes. It first stages the input rows it needs into a zero-padded scratch, each row split
+//    into S sub-rows, so that every tap reads unit-stride data and the inner loops need no
+//    bounds checks. Each (row phase, column phase) pair is then one 2-D multi-tap FIR, with
+//    unrolled kernels for small tap grids (the 4-tap up = 2 / down = 2 cases among them).
 //  * channels-last (C stride 1): a work item is an output row; each output pixel is a sum of
 //    whole channel vectors, so the inner loop runs over channels.
+//  * tiled (planar layout, very short output rows): a block of channels is transposed into a
+//    channels-last tile, filtered channels-last, and transposed back.
 
 #include <algorithm>
 #include <cstdint>
@@ -123,6 +126,7 @@ struct Axis {
     int64_t lo = 0, hi = -1;
     // Inputs touched by the first output of every phase (one group of P outputs): lo .. lo+reach-1.
     int64_t reach = 0;
+    int max_nt = 0;  // most taps of any phase
 
     Axis(int up_, int down, int pad0, int taps, int64_t out) : up(up_) {
         const int g = std::gcd(up_, down);
@@ -141,6 +145,7 @@ struct Axis {
             nt[r] = k0[r] < taps ? (taps - 1 - k0[r]) / up_ + 1 : 0;
             base[r] = (int64_t(r) * down + k0[r] - pad0) / up_;  // exact division
             count[r] = r < out ? (out - r + P - 1) / P : 0;
+            max_nt = std::max(max_nt, nt[r]);
             if (nt[r] > 0 && count[r] > 0) {
                 lo = std::min(lo, base[r]);
                 hi = std::max(hi, base[r] + nt[r] - 1 + (count[r] - 1) * S);
@@ -494,68 +499,149 @@ void upfirdn2d_planar(const T* x, const T* wc, T* y, const Upfirdn2dParams& p, c
 }
 
 // ---------------------------------------------------------------------------------------------
-// Channels-last path (input C stride 1): every tap contributes a whole channel vector.
+// Channels-last loop order: every tap contributes a whole channel vector, so the inner loop
+// runs over contiguous channels whatever the filter and factors.
 
+template <typename T>
+struct ClScratch {
+    std::vector<const T*> src;
+    std::vector<T> w, cbuf;
+    std::vector<int64_t> iys;
+    std::vector<const T*> wys;
+
+    ClScratch(const Axis& ax, const Axis& ay, int64_t C)
+        : src(ax.max_nt * ay.max_nt), w(ax.max_nt * ay.max_nt), cbuf(C), iys(ay.max_nt),
+          wys(ay.max_nt) {}
+};
+
+// Input window held in memory: rows [y0, y1) and columns [x0, x1) of the input; the pixel
+// (y0, x0) is at the window's base pointer.
+struct Window {
+    int64_t y0, y1, x0, x1;
+};
+
+// Output row oy of one image. xw: the input window, channels at stride 1 and pixels at
+// is_h / is_w; yrow: the output row, pixels at os_w and channels at os_c.
+template <typename T>
+void cl_row(const T* xw, int64_t is_h, int64_t is_w, const Window& win, T* yrow, int64_t os_w,
+            int64_t os_c, int64_t C, int64_t oy, const T* wc, const Upfirdn2dParams& p,
+            const Axis& ax, const Axis& ay, ClScratch<T>& s) {
+    const int fw = p.filter_w;
+    const int ry = static_cast<int>(oy % ay.P);
+    const int64_t my = oy / ay.P;
+    // Filter rows that meet real input rows.
+    int nr = 0;
+    for (int t = 0; t < ay.nt[ry]; ++t) {
+        const int64_t iy = ay.base[ry] + t + my * ay.S;
+        if (iy < win.y0 || iy >= win.y1) continue;
+        s.iys[nr] = iy - win.y0;
+        s.wys[nr] = wc + (ay.k0[ry] + t * ay.up) * fw;
+        ++nr;
+    }
+    for (int64_t ox = 0; ox < p.out_w; ++ox) {
+        const int rx = static_cast<int>(ox % ax.P);
+        const int64_t mx = ox / ax.P;
+        int nt = 0;
+        for (int j = 0; j < ax.nt[rx]; ++j) {
+            const int64_t ix = ax.base[rx] + j + mx * ax.S;
+            if (ix < win.x0 || ix >= win.x1) continue;
+            const int kx = ax.k0[rx] + j * ax.up;
+            for (int t = 0; t < nr; ++t) {
+                s.src[nt] = xw + s.iys[t] * is_h + (ix - win.x0) * is_w;
+                s.w[nt] = s.wys[t][kx];
+                ++nt;
+            }
+        }
+        T* dst = yrow + ox * os_w;
+        if (os_c == 1) {
+            fir(dst, 0, s.src.data(), 0, s.w.data(), 1, C, nt);
+        } else {
+            fir(s.cbuf.data(), 0, s.src.data(), 0, s.w.data(), 1, C, nt);
+            for (int64_t c = 0; c < C; ++c) dst[c * os_c] = s.cbuf[c];
+        }
+    }
+}
+
+// Input with C stride 1 (channels_last): one work item per output row.
 template <typename T>
 void upfirdn2d_channels_last(const T* x, const T* wc, T* y, const Upfirdn2dParams& p,
                              const Axis& ax, const Axis& ay) {
     const int64_t* is = p.in_stride;
     const int64_t* os = p.out_stride;
-    const int64_t C = p.channels;
-    const int fw = p.filter_w;
-    int max_xt = 0, max_yt = 0;
-    for (int r = 0; r < ax.P; ++r) max_xt = std::max(max_xt, ax.nt[r]);
-    for (int r = 0; r < ay.P; ++r) max_yt = std::max(max_yt, ay.nt[r]);
-    const int max_taps = max_xt * max_yt;
     const int64_t items = p.batch * p.out_h;
-    const int64_t work = items * p.out_w * C * std::max(1, max_taps);
-    const bool direct = os[1] == 1;
+    const int64_t work = items * p.out_w * p.channels * ax.max_nt * ay.max_nt;
+    const Window win{0, p.in_h, 0, p.in_w};
 
 #pragma omp parallel if (work > kParallelWork)
     {
-        std::vector<const T*> src(max_taps);
-        std::vector<T> w(max_taps);
-        std::vector<T> cbuf(direct ? 0 : C);
-        std::vector<int64_t> iys(max_yt);
-        std::vector<const T*> wys(max_yt);
-
+        ClScratch<T> scratch(ax, ay, p.channels);
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < items; ++item) {
             const int64_t n = item / p.out_h, oy = item % p.out_h;
-            const int ry = static_cast<int>(oy % ay.P);
-            const int64_t my = oy / ay.P;
-            // Filter rows that meet real input rows.
-            int nr = 0;
-            for (int t = 0; t < ay.nt[ry]; ++t) {
-                const int64_t iy = ay.base[ry] + t + my * ay.S;
-                if (iy < 0 || iy >= p.in_h) continue;
-                iys[nr] = iy;
-                wys[nr] = wc + (ay.k0[ry] + t * ay.up) * fw;
-                ++nr;
+            cl_row(x + n * is[0], is[2], is[3], win, y + n * os[0] + oy * os[2], os[3], os[1],
+                   p.channels, oy, wc, p, ax, ay, scratch);
+        }
+    }
+}
+
+// Small planes in a planar layout: rows of a handful of outputs leave the vector units mostly
+// idle and spend their time on per-row overhead. Instead, a block of channels is gathered into
+// a channels-last tile, filtered with the channels-last loop (vectorised across channels) and
+// scattered back.
+constexpr int64_t kTiledMaxWidth = 8;
+constexpr int64_t kTileBytes = 128 << 10;
+
+// The input window the outputs read (clipped to the input); only it is gathered into a tile.
+Window input_window(const Upfirdn2dParams& p, const Axis& ax, const Axis& ay) {
+    return {std::max<int64_t>(ay.lo, 0), std::min<int64_t>(ay.hi + 1, p.in_h),
+            std::max<int64_t>(ax.lo, 0), std::min<int64_t>(ax.hi + 1, p.in_w)};
+}
+
+template <typename T>
+void upfirdn2d_tiled(const T* x, const T* wc, T* y, const Upfirdn2dParams& p, const Axis& ax,
+                     const Axis& ay) {
+    const int64_t N = p.batch, C = p.channels;
+    const int64_t* is = p.in_stride;
+    const int64_t* os = p.out_stride;
+    const Window win = input_window(p, ax, ay);
+    const int64_t wh = win.y1 - win.y0, ww = win.x1 - win.x0;
+    const int64_t in_px = wh * ww, out_px = p.out_h * p.out_w;
+    // Channels per tile: both tiles within ~128 KiB, a multiple of 8 (whole vectors).
+    int64_t Q = kTileBytes / ((in_px + out_px) * int64_t(sizeof(T)));
+    Q = std::max<int64_t>(8, Q / 8 * 8);
+    Q = std::min(Q, C);
+    const int64_t want = 4 * int64_t(max_threads());
+    while (N * ((C + Q - 1) / Q) < want && Q > 8) Q = std::max<int64_t>(8, Q / 2);
+    const int64_t cblocks = (C + Q - 1) / Q;
+    const int64_t items = N * cblocks;
+    const int64_t work = N * C * out_px * ax.max_nt * ay.max_nt;
+
+#pragma omp parallel if (work > kParallelWork)
+    {
+        ClScratch<T> scratch(ax, ay, Q);
+        std::vector<T> tin(static_cast<size_t>(in_px * Q)), tout(static_cast<size_t>(out_px * Q));
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < items; ++item) {
+            const int64_t n = item / cblocks, c0 = item % cblocks * Q;
+            const int64_t nq = std::min(Q, C - c0);
+            // Plane by plane: the planar side is read / written sequentially, the tile side
+            // (small enough for L1 / L2) takes the strided accesses.
+            for (int64_t q = 0; q < nq; ++q) {
+                const T* xp = x + n * is[0] + (c0 + q) * is[1] + win.y0 * is[2] + win.x0 * is[3];
+                T* t = tin.data() + q;
+                for (int64_t iy = 0; iy < wh; ++iy)
+                    for (int64_t ix = 0; ix < ww; ++ix)
+                        t[(iy * ww + ix) * Q] = xp[iy * is[2] + ix * is[3]];
             }
-            const T* xn = x + n * is[0];
-            T* yrow = y + n * os[0] + oy * os[2];
-            for (int64_t ox = 0; ox < p.out_w; ++ox) {
-                const int rx = static_cast<int>(ox % ax.P);
-                const int64_t mx = ox / ax.P;
-                int nt = 0;
-                for (int j = 0; j < ax.nt[rx]; ++j) {
-                    const int64_t ix = ax.base[rx] + j + mx * ax.S;
-                    if (ix < 0 || ix >= p.in_w) continue;
-                    const int kx = ax.k0[rx] + j * ax.up;
-                    for (int t = 0; t < nr; ++t) {
-                        src[nt] = xn + iys[t] * is[2] + ix * is[3];
-                        w[nt] = wys[t][kx];
-                        ++nt;
-                    }
-                }
-                T* dst = yrow + ox * os[3];
-                if (direct) {
-                    fir(dst, 0, src.data(), 0, w.data(), 1, C, nt);
-                } else {
-                    fir(cbuf.data(), 0, src.data(), 0, w.data(), 1, C, nt);
-                    for (int64_t c = 0; c < C; ++c) dst[c * os[1]] = cbuf[c];
-                }
+            for (int64_t oy = 0; oy < p.out_h; ++oy)
+                cl_row(tin.data(), ww * Q, Q, win, tout.data() + oy * p.out_w * Q, Q, 1, nq, oy,
+                       wc, p, ax, ay, scratch);
+            for (int64_t q = 0; q < nq; ++q) {
+                T* yp = y + n * os[0] + (c0 + q) * os[1];
+                const T* t = tout.data() + q;
+                for (int64_t oy = 0; oy < p.out_h; ++oy)
+                    for (int64_t ox = 0; ox < p.out_w; ++ox)
+                        yp[oy * os[2] + ox * os[3]] = t[(oy * p.out_w + ox) * Q];
             }
         }
     }
@@ -577,8 +663,16 @@ void upfirdn2d(const T* x, const T* f, T* y, const Upfirdn2dParams& p) {
     // Channels-last pays off once a channel vector is long enough to amortise the per-pixel
     // tap setup; for a few channels the planar path's strided staging is cheaper.
     const bool channels_last = p.in_stride[1] == 1 && p.in_stride[3] != 1 && p.channels >= 8;
+    // Output rows of at most 8 samples are too short for the planar loops (measured: the tiled
+    // path is 1.3-4x faster there, and slower beyond) unless a tile of 8 channels would not fit.
+    const Window win = input_window(p, ax, ay);
+    const int64_t tile_px = (win.y1 - win.y0) * (win.x1 - win.x0) + p.out_h * p.out_w;
+    const bool tiled = p.channels >= 8 && p.out_w <= kTiledMaxWidth &&
+                       tile_px * 8 * int64_t(sizeof(T)) <= kTileBytes;
     if (channels_last)
         upfirdn2d_channels_last(x, wc.data(), y, p, ax, ay);
+    else if (tiled)
+        upfirdn2d_tiled(x, wc.data(), y, p, ax, ay);
     else
         upfirdn2d_planar(x, wc.data(), y, p, ax, ay);
 }

@@ -72,9 +72,11 @@ double act_d2(int act, double v, double alpha) {
             return -2.0 * std::tanh(v) / (c * c);
         }
         case genmix::kActSigmoid: return s * (1.0 - s) * (1.0 - 2.0 * s);
-        case genmix::kActElu: return v > 0 ? 0.0 : alpha * std::exp(v);
-        case genmix::kActSelu: return v > 0 ? 0.0 : kSeluScale * kSeluAlpha * std::exp(v);
-        case genmix::kActSoftplus: return v > 20 ? 0.0 : s * (1.0 - s);
+        // Conventions at the kinks follow torch's double backward: elu''(0) = 0 (the second
+        // derivative switches on v < 0), softplus'' = 0 from the threshold on, inclusive.
+        case genmix::kActElu: return v < 0 ? alpha * std::exp(v) : 0.0;
+        case genmix::kActSelu: return v < 0 ? kSeluScale * kSeluAlpha * std::exp(v) : 0.0;
+        case genmix::kActSoftplus: return v >= 20 ? 0.0 : s * (1.0 - s);
         case genmix::kActSwish: return 2.0 * s * (1.0 - s) + v * s * (1.0 - s) * (1.0 - 2.0 * s);
         default: return 0.0;  // linear, relu, lrelu
     }
@@ -116,9 +118,11 @@ void check_formulas(const Shape& sh, int act, int order, const Config& c, std::m
     for (int64_t i = 0; i < n; ++i) {
         const T bias = sh.channels ? b[(i / sh.cs) % sh.channels] : T(0);
         x[i] = static_cast<T>(uni(rng));
-        // Exact zeros (relu'(0) = 0, lrelu'(0) = alpha) and the softplus threshold region.
+        // Exact zeros (relu'(0) = 0, lrelu'(0) = alpha, elu''(0) = 0) and the softplus
+        // threshold region, including the threshold itself.
         if (i % 17 == 3) x[i] = -bias;
         if (i % 23 == 5) x[i] = static_cast<T>(20.0 + ud(rng) * 2.0);
+        if (i % 31 == 9) x[i] = T(20) - bias;
         if (i % 29 == 7) x[i] = static_cast<T>(-30.0 + ud(rng));
         dy[i] = static_cast<T>(ud(rng));
     }

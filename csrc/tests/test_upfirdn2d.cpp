@@ -266,6 +266,14 @@ void run_suite(const char* name) {
     run_all_layouts<T>(fixed_case(1, 9, 4, 5, 2, 3, -9, 12, 4, 4, true, 1.0f), rng);
     run_all_layouts<T>(fixed_case(2, 3, 9, 9, 3, 3, 0, 0, 3, 3, false, 1.0f), rng);
     run_all_layouts<T>(fixed_case(1, 9, 1, 1, 3, 1, 2, 2, 5, 7, false, 1.0f), rng);
+    // Short output rows from a crop or a large down factor: only part of the input is read.
+    run_all_layouts<T>(fixed_case(2, 9, 40, 40, 1, 1, -30, -4, 3, 3, false, 1.0f), rng);
+    run_all_layouts<T>(fixed_case(1, 17, 64, 64, 1, 8, 2, 2, 4, 4, true, 1.0f), rng);
+    {
+        Case k = fixed_case(1, 9, 200, 64, 1, 1, 1, 1, 4, 4, false, 1.0f);
+        k.down_x = 8;  // 8 outputs per row but a big input window
+        run_all_layouts<T>(k, rng);
+    }
 
     for (int i = 0; i < 3000; ++i) run_case<T>(random_case(rng), rng);
     std::printf("%s: %d cases, %d failed\n", name, g_checks - checks_before, g_failures - before);
