@@ -46,6 +46,7 @@ STYLEGAN_CASES = [
     dict(shape=(1, 2, 6, 6), up=1, down=1, padding=(-1, -2, 0, -1), fshape=(1, 1), flip=False, gain=1.0),
     dict(shape=(1, 2, 4, 4), up=4, down=1, padding=(6, 5, 6, 5), fshape=(12, 12), flip=False, gain=16.0),
     dict(shape=(1, 2, 3, 3), up=1, down=1, padding=(4, 4, 4, 4), fshape=(9, 9), flip=False, gain=1.0),
+    dict(shape=(1, 2, 5, 6), up=2, down=1, padding=(1, 1, 1, 1), fshape=(3,), flip=False, gain=-2.0),
 ]
 
 
@@ -204,6 +205,8 @@ def test_setup_filter_conventions():
     assert setup_filter(None).shape == (1, 1)  # identity
     with pytest.raises(ValueError, match="sum to 0"):
         setup_filter([1, -1])
+    with pytest.raises(ValueError, match="negative gain"):
+        setup_filter([1] * 8, gain=-1)
 
 
 def test_reference_semantics_on_a_hand_example():

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "elem.cuh"
 #include "launchers.h"
 
 namespace genmix {
@@ -21,33 +22,6 @@ namespace {
 constexpr int kThreads = 256;
 // Enough blocks to fill any current GPU several times over; the grid-stride loop does the rest.
 constexpr int64_t kMaxBlocks = 4096;
-
-template <typename T>
-struct Elem;
-template <>
-struct Elem<float> {
-    using Acc = float;
-    static __device__ __forceinline__ float load(float v) { return v; }
-    static __device__ __forceinline__ float store(float v) { return v; }
-};
-template <>
-struct Elem<double> {
-    using Acc = double;
-    static __device__ __forceinline__ double load(double v) { return v; }
-    static __device__ __forceinline__ double store(double v) { return v; }
-};
-template <>
-struct Elem<__half> {
-    using Acc = float;
-    static __device__ __forceinline__ float load(__half v) { return __half2float(v); }
-    static __device__ __forceinline__ __half store(float v) { return __float2half_rn(v); }
-};
-template <>
-struct Elem<__nv_bfloat16> {
-    using Acc = float;
-    static __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
-    static __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
-};
 
 // Precise (not intrinsic) math in the accumulation type.
 template <typename A>

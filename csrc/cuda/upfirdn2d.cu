@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "elem.cuh"
 #include "launchers.h"
 
 namespace genmix {
@@ -38,34 +39,6 @@ constexpr int kMaxTileHShift = 5;
 constexpr int kMaxPlaneShift = 6;
 constexpr int kTargetItemsShift = 10;
 constexpr int64_t kMaxGrid = int64_t(1) << 30;
-
-// Element type <-> accumulation type.
-template <typename T>
-struct Elem;
-template <>
-struct Elem<float> {
-    using Acc = float;
-    static __device__ __forceinline__ float load(float v) { return v; }
-    static __device__ __forceinline__ float store(float v) { return v; }
-};
-template <>
-struct Elem<double> {
-    using Acc = double;
-    static __device__ __forceinline__ double load(double v) { return v; }
-    static __device__ __forceinline__ double store(double v) { return v; }
-};
-template <>
-struct Elem<__half> {
-    using Acc = float;
-    static __device__ __forceinline__ float load(__half v) { return __half2float(v); }
-    static __device__ __forceinline__ __half store(float v) { return __float2half_rn(v); }
-};
-template <>
-struct Elem<__nv_bfloat16> {
-    using Acc = float;
-    static __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
-    static __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
-};
 
 // Floor division for a possibly negative numerator and a positive divisor.
 __host__ __device__ __forceinline__ int64_t floor_div(int64_t a, int64_t b) {

@@ -114,9 +114,7 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     if chosen == "ref":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     config = (spec.code, alpha, gain, -1.0 if clamp is None else clamp, dim, chosen)
-    if b is None:
-        return _BiasAct.apply(x, config)
-    return _BiasActWithBias.apply(x, b, config)
+    return _BiasAct.apply(x, b, config)
 
 
 def _is_dense(t: torch.Tensor) -> bool:
@@ -155,13 +153,16 @@ def _sum_to_bias(t, dim):
     return t.sum(dim=[i for i in range(t.ndim) if i != dim])
 
 
-class _BiasActWithBias(torch.autograd.Function):
+class _BiasAct(torch.autograd.Function):
+    """Forward kernel; its backward is _BiasActGrad, itself differentiable once more."""
+
     @staticmethod
     def forward(ctx, x, b, config):
         x = _dense(x)
+        b = None if b is None else b.contiguous()
         ctx.save_for_backward(x, b)
         ctx.config = config
-        return _kernel(x, b.contiguous(), None, config, 0)
+        return _kernel(x, b, None, config, 0)
 
     @staticmethod
     def backward(ctx, dy):
@@ -169,20 +170,6 @@ class _BiasActWithBias(torch.autograd.Function):
         dx = _BiasActGrad.apply(dy, x, b, ctx.config)
         db = _sum_to_bias(dx, ctx.config[4]) if ctx.needs_input_grad[1] else None
         return dx, db, None
-
-
-class _BiasAct(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, config):
-        x = _dense(x)
-        ctx.save_for_backward(x)
-        ctx.config = config
-        return _kernel(x, None, None, config, 0)
-
-    @staticmethod
-    def backward(ctx, dy):
-        (x,) = ctx.saved_tensors
-        return _BiasActGrad.apply(dy, x, None, ctx.config), None
 
 
 class _BiasActGrad(torch.autograd.Function):
@@ -194,17 +181,16 @@ class _BiasActGrad(torch.autograd.Function):
         dy = _like(dy, x)
         ctx.save_for_backward(dy, x, b)
         ctx.config = config
-        return _kernel(x, None if b is None else b.contiguous(), dy, config, 1)
+        return _kernel(x, b, dy, config, 1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, ddx):
         dy, x, b = ctx.saved_tensors
         ddx = _like(ddx, x)
-        b_arg = None if b is None else b.contiguous()
-        d_dy = _kernel(x, b_arg, ddx, ctx.config, 1) if ctx.needs_input_grad[0] else None
+        d_dy = _kernel(x, b, ddx, ctx.config, 1) if ctx.needs_input_grad[0] else None
         d_x = None
         if ctx.needs_input_grad[1] or (b is not None and ctx.needs_input_grad[2]):
-            d_x = _kernel(x, b_arg, ddx * dy, ctx.config, 2)
+            d_x = _kernel(x, b, ddx * dy, ctx.config, 2)
         d_b = _sum_to_bias(d_x, ctx.config[4]) if b is not None and ctx.needs_input_grad[2] else None
         return d_dy, d_x, d_b, None

@@ -8,8 +8,6 @@ and conventions as the StyleGAN2-ADA op users know (NCHW; up/down/padding per ax
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -55,6 +53,9 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, *
         f = f / total
     if flip_filter:
         f = f.flip(list(range(f.ndim)))
+    if f.ndim == 1 and gain < 0:
+        raise ValueError("setup_filter: a separable filter is applied twice, so it cannot carry a "
+                         "negative gain; pass the gain to upfirdn2d instead")
     return f * (gain ** (f.ndim / 2))
 
 
@@ -130,17 +131,11 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     if f.ndim == 2:
         return _Upfirdn2d.apply(x, f.contiguous(), (upx, upy, downx, downy, px0, px1, py0, py1),
                                 bool(flip_filter), float(gain), chosen)
-    # Separable: a horizontal pass then a vertical one, each carrying half the gain (in log).
-    half_gain = math.sqrt(gain) if gain >= 0 else None
-    if half_gain is None:
-        x = _Upfirdn2d.apply(x, f[None, :].contiguous(), (upx, 1, downx, 1, px0, px1, 0, 0),
-                             bool(flip_filter), float(gain), chosen)
-        return _Upfirdn2d.apply(x, f[:, None].contiguous(), (1, upy, 1, downy, 0, 0, py0, py1),
-                                bool(flip_filter), 1.0, chosen)
+    # Separable: a horizontal pass carrying the gain, then a vertical one.
     x = _Upfirdn2d.apply(x, f[None, :].contiguous(), (upx, 1, downx, 1, px0, px1, 0, 0),
-                         bool(flip_filter), half_gain, chosen)
+                         bool(flip_filter), float(gain), chosen)
     return _Upfirdn2d.apply(x, f[:, None].contiguous(), (1, upy, 1, downy, 0, 0, py0, py1),
-                            bool(flip_filter), half_gain, chosen)
+                            bool(flip_filter), 1.0, chosen)
 
 
 def upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
@@ -158,13 +153,13 @@ def upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
     # conv2d correlates; flipping the taps makes it a true convolution unless flip_filter.
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    f = f.to(x.dtype)
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c)
+        x = F.conv2d(x, (f * gain)[None, None].expand(c, 1, *f.shape), groups=c)
+    else:  # separable: horizontal pass (carrying the gain), then vertical
+        x = F.conv2d(x, (f * gain)[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c)
         x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c)
     return x[:, :, ::downy, ::downx]
 
