@@ -56,8 +56,10 @@ def copy_bandwidth_gbs(device):
     return _bandwidth[device]
 
 
-def record(benchmark, device, impl, nbytes):
-    """Attach the traffic and the achieved bandwidth to the benchmark's JSON record."""
+def record(benchmark, device, impl, nbytes, baseline=None):
+    """Attach the traffic and the achieved bandwidth to the benchmark's JSON record.
+
+    `baseline` marks the row speed-ups are measured against (default: impl == "ref")."""
     mean = benchmark.stats.stats.mean
     benchmark.extra_info.update(
         device=torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads",
@@ -65,4 +67,5 @@ def record(benchmark, device, impl, nbytes):
         bytes=nbytes,
         gbs=nbytes / mean / 1e9,
         copy_gbs=copy_bandwidth_gbs(device),
+        baseline=(impl == "ref") if baseline is None else baseline,
     )

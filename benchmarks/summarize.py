@@ -1,5 +1,6 @@
 """Turn a pytest-benchmark JSON file into a markdown table: time per implementation, speed-up
-over the PyTorch reference, achieved GB/s and its share of the device's copy bandwidth.
+over the baseline (the PyTorch reference, or the usual Python recipe where one is timed),
+achieved GB/s and its share of the device's copy bandwidth.
 
     python benchmarks/summarize.py benchmarks/results/cpu.json > benchmarks/results/cpu.md
 """
@@ -21,15 +22,16 @@ def summarize(path: str) -> str:
         f"Benchmarks from `{path}` ({data.get('datetime', '?')[:10]}), "
         f"machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}",
         "",
-        "| case | impl | mean ms | speed-up vs ref | GB/s | % of copy bandwidth |",
+        "| case | impl | mean ms | speed-up vs baseline | GB/s | % of copy bandwidth |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for group in sorted(groups):
         rows = groups[group]
-        ref_mean = rows.get("ref", (None,))[0]
-        for impl in sorted(rows, key=lambda name: (name != "ref", name)):
+        base = [mean for mean, info in rows.values() if info.get("baseline", info["impl"] == "ref")]
+        base_mean = base[0] if base else None
+        for impl in sorted(rows, key=lambda name: (not rows[name][1].get("baseline", name == "ref"), name)):
             mean, info = rows[impl]
-            speedup = f"{ref_mean / mean:.2f}x" if ref_mean else "-"
+            speedup = f"{base_mean / mean:.2f}x" if base_mean else "-"
             share = 100 * info["gbs"] / info["copy_gbs"]
             lines.append(f"| {group} | {impl} | {mean * 1e3:.3f} | {speedup} | {info['gbs']:.1f} | {share:.0f}% |")
     devices = sorted({info["device"] for rows in groups.values() for _, info in rows.values()})

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "cpu/kernels.h"
 #include "params.h"
 
 #ifdef GENMIX_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "cuda/launchers.h"
@@ -28,12 +30,12 @@ bool is_channels_last(const torch::Tensor& x) {
 }
 
 #ifdef GENMIX_WITH_CUDA
-genmix::cuda::DType cuda_dtype(const torch::Tensor& x) {
+genmix::DType cuda_dtype(const torch::Tensor& x) {
     switch (x.scalar_type()) {
-        case at::kHalf: return genmix::cuda::DType::kF16;
-        case at::kBFloat16: return genmix::cuda::DType::kBF16;
-        case at::kFloat: return genmix::cuda::DType::kF32;
-        case at::kDouble: return genmix::cuda::DType::kF64;
+        case at::kHalf: return genmix::DType::kF16;
+        case at::kBFloat16: return genmix::DType::kBF16;
+        case at::kFloat: return genmix::DType::kF32;
+        case at::kDouble: return genmix::DType::kF64;
         default: TORCH_CHECK_TYPE(false, "genmix: unsupported CUDA dtype ", x.scalar_type());
     }
 }
@@ -93,7 +95,7 @@ torch::Tensor upfirdn2d(const torch::Tensor& x, const torch::Tensor& f, int64_t 
 #ifdef GENMIX_WITH_CUDA
         const c10::cuda::CUDAGuard guard(x.device());
         check_cuda(genmix::cuda::upfirdn2d(x.data_ptr(), filter.data_ptr(), y.data_ptr(),
-                                           cuda_dtype(x), p, at::cuda::getCurrentCUDAStream()),
+                                           cuda_dtype(x), p, c10::cuda::getCurrentCUDAStream()),
                    "upfirdn2d");
         return y;
 #else
@@ -159,7 +161,7 @@ torch::Tensor bias_act(const torch::Tensor& x, const c10::optional<torch::Tensor
         check_cuda(genmix::cuda::bias_act(x.data_ptr(), b_ptr,
                                           grad.defined() ? grad.data_ptr() : nullptr,
                                           out.data_ptr(), cuda_dtype(x), p,
-                                          at::cuda::getCurrentCUDAStream()),
+                                          c10::cuda::getCurrentCUDAStream()),
                    "bias_act");
         return out;
 #else
@@ -174,6 +176,185 @@ torch::Tensor bias_act(const torch::Tensor& x, const c10::optional<torch::Tensor
             grad.defined() ? grad.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(), p);
     });
     return out;
+}
+
+torch::Tensor sample_dirichlet(const torch::Tensor& alpha, uint64_t seed) {
+    TORCH_CHECK_VALUE(alpha.dim() == 2, "genmix.sample_dirichlet: concentration must be 2-D (rows, K)");
+    TORCH_CHECK_TYPE(alpha.scalar_type() == at::kFloat || alpha.scalar_type() == at::kDouble,
+                     "genmix.sample_dirichlet: concentration must be float32 or float64");
+    const auto conc = alpha.contiguous();
+    auto out = torch::empty_like(conc);
+    genmix::DirichletParams p;
+    p.rows = conc.size(0);
+    p.k = conc.size(1);
+    p.seed = seed;
+    if (out.numel() == 0) return out;
+    if (conc.is_cuda()) {
+#ifdef GENMIX_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(conc.device());
+        check_cuda(genmix::cuda::sample_dirichlet(conc.data_ptr(), out.data_ptr(), cuda_dtype(conc), p,
+                                                  c10::cuda::getCurrentCUDAStream()),
+                   "sample_dirichlet");
+        return out;
+#else
+        TORCH_CHECK(false, "genmix._C was built without CUDA kernels");
+#endif
+    }
+    TORCH_CHECK_VALUE(conc.is_cpu(), "genmix.sample_dirichlet: unsupported device ", conc.device());
+    AT_DISPATCH_FLOATING_TYPES(conc.scalar_type(), "genmix_sample_dirichlet_cpu", [&] {
+        genmix::cpu::sample_dirichlet<scalar_t>(conc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), p);
+    });
+    return out;
+}
+
+genmix::DType kernel_dtype(at::ScalarType t, const char* what) {
+    switch (t) {
+        case at::kHalf: return genmix::DType::kF16;
+        case at::kBFloat16: return genmix::DType::kBF16;
+        case at::kFloat: return genmix::DType::kF32;
+        case at::kDouble: return genmix::DType::kF64;
+        case at::kByte: return genmix::DType::kU8;
+        default: TORCH_CHECK_TYPE(false, "genmix.mix_batch: unsupported ", what, " dtype ", t);
+    }
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> mix_batch(
+        const std::vector<torch::Tensor>& xs, const std::vector<torch::Tensor>& ys, int64_t out_code,
+        int64_t dist, double alpha, double scale, uint64_t seed) {
+    const auto sources = static_cast<int64_t>(xs.size());
+    TORCH_CHECK_VALUE(sources >= 1 && sources <= genmix::kMaxMixSources && ys.size() == xs.size(),
+                      "genmix.mix_batch: 1 to ", genmix::kMaxMixSources, " sources with one label tensor each");
+    TORCH_CHECK_VALUE(dist >= genmix::kMixBetaA1 && dist <= genmix::kMixDirichlet, "genmix.mix_batch: unknown dist");
+    TORCH_CHECK_VALUE((dist == genmix::kMixDirichlet) || sources == 2, "genmix.mix_batch: beta mixing takes 2 sources");
+    TORCH_CHECK_VALUE(alpha > 0, "genmix.mix_batch: alpha must be > 0");
+    TORCH_CHECK_VALUE(out_code >= 0 && out_code <= 3, "genmix.mix_batch: unknown output dtype code");
+    const auto& x0 = xs[0];
+    const auto& y0 = ys[0];
+    TORCH_CHECK_VALUE(x0.dim() == 2 && y0.dim() == 2, "genmix.mix_batch: images (n, m) and labels (n, k)");
+    genmix::MixPointers src;
+    for (int64_t s = 0; s < sources; ++s) {
+        TORCH_CHECK_VALUE(xs[s].sizes() == x0.sizes() && xs[s].is_contiguous() &&
+                              xs[s].scalar_type() == x0.scalar_type() && xs[s].device() == x0.device(),
+                          "genmix.mix_batch: image sources must be contiguous, of one shape, dtype and device");
+        TORCH_CHECK_VALUE(ys[s].sizes() == y0.sizes() && ys[s].is_contiguous() &&
+                              ys[s].scalar_type() == at::kFloat && ys[s].device() == x0.device() &&
+                              ys[s].size(0) == x0.size(0),
+                          "genmix.mix_batch: label sources must be contiguous float32 (n, k) on the images' device");
+        src.x[s] = xs[s].data_ptr();
+        src.y[s] = ys[s].data_ptr<float>();
+    }
+    const genmix::DType out_dtype = static_cast<genmix::DType>(out_code);
+    const at::ScalarType out_scalar = out_code == 0 ? at::kHalf : out_code == 1 ? at::kBFloat16
+                                    : out_code == 2 ? at::kFloat : at::kDouble;
+    auto out_x = torch::empty(x0.sizes(), x0.options().dtype(out_scalar));
+    auto out_y = torch::empty(y0.sizes(), y0.options());
+    auto weights = torch::empty({x0.size(0), sources}, y0.options());
+    genmix::MixParams p;
+    p.batch = x0.size(0);
+    p.sample_numel = x0.size(1);
+    p.classes = y0.size(1);
+    p.sources = static_cast<int>(sources);
+    p.dist = static_cast<int>(dist);
+    p.alpha = alpha;
+    p.scale = scale;
+    p.seed = seed;
+    if (p.batch == 0) return {out_x, out_y, weights};
+    const genmix::DType x_dtype = kernel_dtype(x0.scalar_type(), "image");
+    if (x0.is_cuda()) {
+#ifdef GENMIX_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(x0.device());
+        check_cuda(genmix::cuda::mix_batch(src, x_dtype, out_x.data_ptr(), out_dtype, out_y.data_ptr<float>(),
+                                           weights.data_ptr<float>(), p, c10::cuda::getCurrentCUDAStream()),
+                   "mix_batch");
+        return {out_x, out_y, weights};
+#else
+        TORCH_CHECK(false, "genmix._C was built without CUDA kernels");
+#endif
+    }
+    TORCH_CHECK_VALUE(x0.is_cpu(), "genmix.mix_batch: unsupported device ", x0.device());
+    TORCH_CHECK_TYPE(x_dtype == genmix::DType::kU8 || x_dtype == genmix::DType::kF32 || x_dtype == genmix::DType::kF64,
+                     "genmix.mix_batch: the CPU kernel takes uint8, float32 or float64 images");
+    genmix::cpu::mix_batch(src, x_dtype, out_x.data_ptr(), out_dtype, out_y.data_ptr<float>(),
+                           weights.data_ptr<float>(), p);
+    return {out_x, out_y, weights};
+}
+
+genmix::ModulateParams modulate_params(const torch::Tensor& w, const torch::Tensor& s, bool demodulate,
+                                       double eps) {
+    TORCH_CHECK_VALUE(w.dim() == 3 && s.dim() == 2 && s.size(1) == w.size(1),
+                      "genmix.modulate_weights: weight (O, I, K) and styles (N, I)");
+    TORCH_CHECK_TYPE(w.scalar_type() == s.scalar_type() &&
+                         (w.scalar_type() == at::kFloat || w.scalar_type() == at::kDouble),
+                     "genmix.modulate_weights: weight and styles must both be float32 or float64");
+    TORCH_CHECK_VALUE(w.device() == s.device() && w.is_contiguous() && s.is_contiguous(),
+                      "genmix.modulate_weights: contiguous weight and styles on one device");
+    genmix::ModulateParams p;
+    p.batch = s.size(0);
+    p.out_channels = w.size(0);
+    p.in_channels = w.size(1);
+    p.taps = w.size(2);
+    p.demodulate = demodulate;
+    p.eps = eps;
+    return p;
+}
+
+std::tuple<torch::Tensor, torch::Tensor> modulate_weights(const torch::Tensor& w, const torch::Tensor& s,
+                                                          bool demodulate, double eps) {
+    const auto p = modulate_params(w, s, demodulate, eps);
+    auto out = torch::empty({p.batch, p.out_channels, p.in_channels, p.taps}, w.options());
+    auto d = torch::empty({p.batch, p.out_channels}, w.options());
+    if (out.numel() == 0) return {out, d.fill_(1)};
+    if (w.is_cuda()) {
+#ifdef GENMIX_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(w.device());
+        check_cuda(genmix::cuda::modulate_weights(w.data_ptr(), s.data_ptr(), out.data_ptr(), d.data_ptr(),
+                                                  cuda_dtype(w), p, c10::cuda::getCurrentCUDAStream()),
+                   "modulate_weights");
+        return {out, d};
+#else
+        TORCH_CHECK(false, "genmix._C was built without CUDA kernels");
+#endif
+    }
+    TORCH_CHECK_VALUE(w.is_cpu(), "genmix.modulate_weights: unsupported device ", w.device());
+    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "genmix_modulate_cpu", [&] {
+        genmix::cpu::modulate_weights<scalar_t>(w.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+                                                out.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(), p);
+    });
+    return {out, d};
+}
+
+std::tuple<torch::Tensor, torch::Tensor> modulate_weights_backward(const torch::Tensor& w, const torch::Tensor& s,
+                                                                   const torch::Tensor& d, const torch::Tensor& g,
+                                                                   bool demodulate, double eps) {
+    const auto p = modulate_params(w, s, demodulate, eps);
+    TORCH_CHECK_VALUE(g.is_contiguous() && g.dim() == 4 && g.size(0) == p.batch && g.size(1) == p.out_channels &&
+                          g.size(2) == p.in_channels && g.size(3) == p.taps && g.scalar_type() == w.scalar_type(),
+                      "genmix.modulate_weights_backward: g must be contiguous (N, O, I, K) of the weight dtype");
+    TORCH_CHECK_VALUE(d.is_contiguous() && d.numel() == p.batch * p.out_channels && d.scalar_type() == w.scalar_type(),
+                      "genmix.modulate_weights_backward: d must be contiguous (N, O)");
+    auto gw = torch::zeros_like(w);
+    auto gs = torch::zeros_like(s);
+    if (g.numel() == 0) return {gw, gs};
+    if (w.is_cuda()) {
+#ifdef GENMIX_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(w.device());
+        auto workspace = torch::empty({p.batch, p.out_channels}, w.options());
+        check_cuda(genmix::cuda::modulate_weights_backward(w.data_ptr(), s.data_ptr(), d.data_ptr(), g.data_ptr(),
+                                                           gw.data_ptr(), gs.data_ptr(), workspace.data_ptr(),
+                                                           cuda_dtype(w), p, c10::cuda::getCurrentCUDAStream()),
+                   "modulate_weights_backward");
+        return {gw, gs};
+#else
+        TORCH_CHECK(false, "genmix._C was built without CUDA kernels");
+#endif
+    }
+    TORCH_CHECK_VALUE(w.is_cpu(), "genmix.modulate_weights_backward: unsupported device ", w.device());
+    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "genmix_modulate_backward_cpu", [&] {
+        genmix::cpu::modulate_weights_backward<scalar_t>(w.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+                                                         d.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
+                                                         gw.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>(), p);
+    });
+    return {gw, gs};
 }
 
 bool has_cuda() {
@@ -212,6 +393,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("dy"), pybind11::arg("act"),
           pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"),
           pybind11::arg("grad_order"), pybind11::arg("dim"));
+    m.def("sample_dirichlet", &sample_dirichlet, "Dirichlet rows from counter-based streams",
+          pybind11::arg("concentration"), pybind11::arg("seed"));
+    m.def("mix_batch", &mix_batch, "sample per-sample weights and mix sources, fused",
+          pybind11::arg("xs"), pybind11::arg("ys"), pybind11::arg("out_dtype"), pybind11::arg("dist"),
+          pybind11::arg("alpha"), pybind11::arg("scale"), pybind11::arg("seed"));
+    m.def("modulate_weights", &modulate_weights, "per-sample modulated (and demodulated) weights",
+          pybind11::arg("weight"), pybind11::arg("styles"), pybind11::arg("demodulate"), pybind11::arg("eps"));
+    m.def("modulate_weights_backward", &modulate_weights_backward, "gradients of modulate_weights",
+          pybind11::arg("weight"), pybind11::arg("styles"), pybind11::arg("d"), pybind11::arg("g"),
+          pybind11::arg("demodulate"), pybind11::arg("eps"));
     m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
     m.def("build_info", &build_info, "how this extension was built");
 }

@@ -6,6 +6,9 @@
 
 namespace genmix {
 
+// Element types crossing the kernel ABI (the numbering is part of it).
+enum class DType : int { kF16 = 0, kBF16 = 1, kF32 = 2, kF64 = 3, kU8 = 4 };
+
 // upfirdn2d: y = downsample(FIR(pad(upsample(x)))), on one 2-D filter.
 //
 // Output element (n, c, oy, ox) is
@@ -61,6 +64,99 @@ struct BiasActParams {
     double alpha = 0.0;
     double gain = 1.0;  // double so float64 results are exact; kernels narrow it for fp32 math
     double clamp = -1.0;
+};
+
+// ---------------------------------------------------------------- random sampling and mixing
+//
+// Counter-based randomness, identical in every backend, so a seed gives the same numbers on
+// every run and (up to float rounding) on every backend:
+//
+// * Philox4x32-10 with key (seed_lo, seed_hi) = the two 32-bit halves of `seed`, multipliers
+//   0xD2511F53 / 0xCD9E8D57, Weyl constants 0x9E3779B9 / 0xBB67AE85.
+// * A stream is identified by (tag, id): its j-th block of four uint32 is
+//   philox(counter = (j, tag, id_lo, id_hi), key). A stream yields those uint32 in order
+//   (block 0 words 0..3, block 1 words 0..3, ...).
+// * uniform(u32) = ((u32 >> 8) + 0.5) * 2^-24, computed in the accumulation type (float, or
+//   double for float64): never 0, and below 1 except that float rounds the top values to
+//   exactly 1 (harmless: log(1) = 0).
+// * normal: z = sqrt(-2 log u1) * cos(2 pi u2) from the next two uniforms (the sine half is
+//   discarded).
+// * log_gamma_sample(a), a log-domain Gamma(a, 1) sample (Marsaglia-Tsang):
+//     boost = a < 1; b = boost ? a + 1 : a; d = b - 1/3; c = 1 / sqrt(9 d)
+//     repeat up to 64 times: z = normal(); v = 1 + c z; if v <= 0: continue; v = v^3;
+//                            u = uniform(); if log(u) < 0.5 z^2 + d - d v + d log(v): accept
+//     result = log(d) + log(v) on acceptance (log(d) if all 64 tries were rejected)
+//     if boost: result += log(uniform()) / a      (the uniform drawn after the loop)
+//   Log-domain because with a < 1 the plain sample underflows to 0 in float32.
+// * dirichlet(alpha[0..K-1]) on one stream: g_k = log_gamma_sample(alpha_k) for k = 0..K-1 in
+//   order, then softmax(g) (subtract the max before exp, so the row sums to 1 and never NaNs).
+// * beta(a, b) = dirichlet({a, b})[0]; beta(a, 1) is instead sampled exactly as
+//   exp(log(uniform()) / a) (one uniform, no loop).
+
+enum RandomTag : uint32_t {
+    kTagDirichlet = 0,  // sample_dirichlet: stream id = row index
+    kTagMix = 1,        // mix_batch: stream id = sample index
+};
+
+// sample_dirichlet: `rows` rows of K concentrations (row-major, contiguous) -> rows of K
+// probabilities. Row r uses stream (kTagDirichlet, r).
+struct DirichletParams {
+    int64_t rows = 0;
+    int64_t k = 0;
+    uint64_t seed = 0;
+};
+
+enum MixDist : int {
+    kMixBetaA1 = 0,     // lambda ~ Beta(alpha, 1): GenMix
+    kMixBeta = 1,       // lambda ~ Beta(alpha, alpha): classic mixup
+    kMixDirichlet = 2,  // (w_0..w_{S-1}) ~ Dirichlet(alpha, ..., alpha) over S sources
+};
+
+constexpr int kMaxMixSources = 8;
+
+// mix_batch: S sources of `batch` samples each; sample n of every source is `sample_numel`
+// contiguous image elements (at n * sample_numel) and `classes` label floats (at n * classes).
+// Sample n draws its weights from stream (kTagMix, n):
+//   beta_a1 / beta (S == 2): w_0 = lambda, w_1 = 1 - lambda
+//   dirichlet:               w = dirichlet({alpha} * S)
+// out_x[n, i] = sum_s w_s * scale * x_s[n, i]   (scale = 1/255 for uint8 images, else 1)
+// out_y[n, c] = sum_s w_s * y_s[n, c]
+// weights[n * S + s] = w_s (float32, always written).
+// Labels are float32; images are uint8/f16/bf16/f32(/f64 on CPU); outputs f16/bf16/f32(/f64).
+struct MixPointers {
+    const void* x[kMaxMixSources] = {};   // images of source s, x_dtype
+    const float* y[kMaxMixSources] = {};  // soft labels of source s
+};
+
+struct MixParams {
+    int64_t batch = 0;
+    int64_t sample_numel = 0;
+    int64_t classes = 0;
+    int sources = 2;
+    int dist = kMixBetaA1;
+    double alpha = 0.3;
+    double scale = 1.0;
+    uint64_t seed = 0;
+};
+
+// ---------------------------------------------------------------- modulated convolution weights
+//
+// StyleGAN2's per-sample weights. w is (O, I, K) (K = kh * kw taps), s the styles (N, I):
+//   d[n, o]          = demodulate ? 1 / sqrt(sum_{i,k} (w[o,i,k] s[n,i])^2 + eps) : 1
+//   out[n, o, i, k]  = w[o, i, k] * s[n, i] * d[n, o]
+// Backward, given g = dL/dout (N, O, I, K):
+//   gd[n, o]  = sum_{i,k} g[n,o,i,k] w[o,i,k] s[n,i]
+//   gq[n, o]  = demodulate ? -0.5 * d[n,o]^3 * gd[n,o] : 0          (dL/d of the sum of squares)
+//   gw[o,i,k] = sum_n g[n,o,i,k] s[n,i] d[n,o] + 2 w[o,i,k] sum_n gq[n,o] s[n,i]^2
+//   gs[n, i]  = sum_{o,k} g[n,o,i,k] w[o,i,k] d[n,o] + 2 s[n,i] sum_o gq[n,o] sum_k w[o,i,k]^2
+// All arrays are contiguous row-major; arithmetic in float (double for float64).
+struct ModulateParams {
+    int64_t batch = 0;         // N
+    int64_t out_channels = 0;  // O
+    int64_t in_channels = 0;   // I
+    int64_t taps = 0;          // K
+    bool demodulate = true;
+    double eps = 1e-8;
 };
 
 }  // namespace genmix

@@ -283,6 +283,7 @@ cudaError_t bias_act(const void* x, const void* b, const void* dy, void* out, DT
         case DType::kBF16: return run<__nv_bfloat16>(x, b, dy, out, p, stream);
         case DType::kF32: return run<float>(x, b, dy, out, p, stream);
         case DType::kF64: return run<double>(x, b, dy, out, p, stream);
+        case DType::kU8: break;  // activations of integer tensors are not defined
     }
     return cudaErrorInvalidValue;
 }

@@ -372,6 +372,7 @@ cudaError_t upfirdn2d(const void* x, const void* f, void* y, DType dtype, const 
         case DType::kBF16: return run<__nv_bfloat16>(x, f, y, p, stream);
         case DType::kF32: return run<float>(x, f, y, p, stream);
         case DType::kF64: return run<double>(x, f, y, p, stream);
+        case DType::kU8: break;  // filtering needs a floating type
     }
     return cudaErrorInvalidValue;
 }

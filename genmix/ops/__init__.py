@@ -6,12 +6,17 @@ Every op takes `impl="auto"|"cuda"|"triton"|"cpp"|"ref"`; see `backends()` for w
 from genmix.ops._backend import IMPLS, BackendUnavailable
 from genmix.ops._backend import report as _report
 from genmix.ops.bias_act import ACTIVATIONS, bias_act
+from genmix.ops.mixing import gemix_labels, mix_batch, sample_beta, sample_dirichlet
+from genmix.ops.modulated_conv2d import modulated_conv2d
 from genmix.ops.upfirdn2d import setup_filter, upfirdn2d
 
 # Which implementations each op has, and the devices each serves.
 OP_IMPLS = {
     "upfirdn2d": {"cuda": ("cuda",), "triton": ("cuda", "cpu"), "cpp": ("cpu",), "ref": ("cpu", "cuda")},
     "bias_act": {"cuda": ("cuda",), "triton": ("cuda", "cpu"), "cpp": ("cpu",), "ref": ("cpu", "cuda")},
+    "sample_dirichlet": {"cuda": ("cuda",), "triton": ("cuda", "cpu"), "cpp": ("cpu",), "ref": ("cpu", "cuda")},
+    "modulated_conv2d": {"cuda": ("cuda",), "triton": ("cuda", "cpu"), "cpp": ("cpu",), "ref": ("cpu", "cuda")},
+    "mix_batch": {"cuda": ("cuda",), "triton": ("cuda", "cpu"), "cpp": ("cpu",), "ref": ("cpu", "cuda")},
 }
 
 
@@ -26,6 +31,11 @@ __all__ = [
     "IMPLS",
     "backends",
     "bias_act",
+    "gemix_labels",
+    "mix_batch",
+    "modulated_conv2d",
+    "sample_beta",
+    "sample_dirichlet",
     "setup_filter",
     "upfirdn2d",
 ]

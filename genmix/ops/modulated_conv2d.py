@@ -1,0 +1,198 @@
+"""modulated_conv2d: StyleGAN2's style-modulated, demodulated convolution with resampling.
+
+w' = w * s (per sample, per input channel); with demodulate, w'' = w' / sqrt(sum w'^2 + 1e-8)
+over (in, kh, kw); then a convolution that may upsample (transposed conv + FIR) or downsample
+(FIR + strided conv), and optional additive noise.
+
+The fused part is ours: one kernel computes every sample's modulated and demodulated weights
+(and one computes their backward), instead of five elementwise passes over an N x O x I x K
+tensor; the convolution itself goes through cuDNN / oneDNN (grouped, one group per sample).
+Noise is added in place, and the non-fused path folds demodulation and noise into one
+addcmul pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from genmix.ops import _backend
+from genmix.ops._checks import check_float_tensor, check_same_device, dtype_reason, int_tuple
+from genmix.ops.upfirdn2d import _filter_hw, upfirdn2d
+
+OP = "modulated_conv2d"
+DEMOD_EPS = 1e-8
+WEIGHT_DTYPES = (torch.float32, torch.float64)
+
+
+# ------------------------------------------------------------------------ weight modulation
+
+def modulate_weights_ref(weight, styles, demodulate):
+    """(N, O, I, kh, kw) modulated (and demodulated) weights, and d (N, O), in plain torch."""
+    w = weight[None] * styles[:, None, :, None, None]
+    if demodulate:
+        d = (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt()
+        w = w * d[:, :, None, None, None]
+    else:
+        d = torch.ones(w.shape[:2], dtype=w.dtype, device=w.device)
+    return w, d
+
+
+def demodulation_coefficients(weight, styles):
+    """d (N, O) alone: sum_{i,k} (w s)^2 = (s^2) @ (sum_k w^2)^T, a small matrix product."""
+    w_sq = weight.square().sum(dim=[2, 3])  # (O, I)
+    return (styles.square() @ w_sq.t() + DEMOD_EPS).rsqrt()
+
+
+def _kernels(impl):
+    if impl == "triton":
+        return _backend.triton_kernels("modulate")
+    return _backend.extension()
+
+
+class _ModulateWeights(torch.autograd.Function):
+    """Fused kernel forward/backward; a second-order backward (path-length regularisation
+    differentiates through it) falls back to the differentiable reference formulas."""
+
+    @staticmethod
+    def forward(ctx, weight, styles, demodulate, impl):
+        o, i, kh, kw = weight.shape
+        w = weight.reshape(o, i, kh * kw).contiguous()
+        out, d = _kernels(impl).modulate_weights(w, styles.contiguous(), bool(demodulate), DEMOD_EPS)
+        ctx.save_for_backward(weight, styles, d)
+        ctx.meta = (bool(demodulate), impl)
+        ctx.mark_non_differentiable(d)
+        return out.reshape(styles.shape[0], o, i, kh, kw), d
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_d):
+        weight, styles, d = ctx.saved_tensors
+        demodulate, impl = ctx.meta
+        if torch.is_grad_enabled():  # create_graph=True: a graph through the saved inputs
+            needs = ctx.needs_input_grad[:2]
+            out, _ = modulate_weights_ref(weight, styles, demodulate)
+            targets = [t for t, need in zip((weight, styles), needs) if need]
+            grads = iter(torch.autograd.grad(out, targets, grad_out, create_graph=True))
+            return tuple(next(grads) if need else None for need in needs) + (None, None)
+        o, i, kh, kw = weight.shape
+        w = weight.reshape(o, i, kh * kw).contiguous()
+        g = grad_out.reshape(styles.shape[0], o, i, kh * kw).contiguous()
+        gw, gs = _kernels(impl).modulate_weights_backward(w, styles.contiguous(), d, g, demodulate, DEMOD_EPS)
+        return gw.reshape(weight.shape), gs, None, None
+
+
+# ------------------------------------------------------------------- convolution + resampling
+
+def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
+    """conv2d correlates; flip_weight=False flips the taps (a true convolution)."""
+    if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
+        w = w.flip([2, 3])
+    if transpose:
+        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight=True,
+                    flip_filter=False, impl="auto"):
+    """Convolution with StyleGAN2's resampling: upsampling as a stride-`up` transposed
+    convolution followed by the FIR filter f (gain up^2), downsampling as f followed by a
+    stride-`down` convolution, so no convolution ever runs on zero-inserted or discarded pixels.
+    padding is the convolution's (x0, x1, y0, y1) padding, before the filter's own."""
+    out_channels, in_per_group, kh, kw = w.shape
+    fh, fw = _filter_hw(f) if f is not None else (1, 1)
+    px0, px1, py0, py1 = padding
+    if up > 1:
+        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
+        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
+    if down > 1:
+        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
+        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
+
+    if up > 1:
+        # Transposed convolution: weights laid out (in, out/groups) per group.
+        w = (w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
+             .reshape(groups * in_per_group, out_channels // groups, kh, kw))
+        px0, px1, py0, py1 = px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1), py1 - (kh - up)
+        pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
+        x = _conv(x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True,
+                  flip_weight=not flip_weight)
+        x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up ** 2,
+                      flip_filter=flip_filter, impl=impl)
+        if down > 1:
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter, impl=impl)
+        return x
+    if down > 1:
+        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter, impl=impl)
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+    x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], impl=impl)
+    return _conv(x, w, groups=groups, flip_weight=flip_weight)
+
+
+# -------------------------------------------------------------------------------- public op
+
+def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
+                     demodulate=True, flip_weight=True, fused_modconv=True, impl="auto"):
+    """StyleGAN2 modulated convolution. x (N, I, H, W), weight (O, I, kh, kw), styles (N, I),
+    noise broadcastable to the output or None. up/down: resampling factors (with
+    resample_filter, e.g. setup_filter([1, 3, 3, 1])); padding: int, (x, y) or (x0, x1, y0, y1).
+    fused_modconv=True convolves each sample with its own weights (one grouped convolution);
+    False scales the activations instead: same result, better for large batches of small maps.
+    """
+    check_float_tensor(OP, "x", x, 4)
+    check_float_tensor(OP, "weight", weight, 4)
+    check_float_tensor(OP, "styles", styles, 2)
+    check_same_device(OP, "weight", weight, x)
+    check_same_device(OP, "styles", styles, x)
+    n, in_channels = x.shape[:2]
+    if weight.shape[1] != in_channels:
+        raise ValueError(f"{OP}: weight has {weight.shape[1]} input channels but x has {in_channels}")
+    if styles.shape != (n, in_channels):
+        raise ValueError(f"{OP}: styles must have shape ({n}, {in_channels}), got {tuple(styles.shape)}")
+    up_f = int_tuple(OP, "up", up, (1,))[0]
+    down_f = int_tuple(OP, "down", down, (1,))[0]
+    if up_f < 1 or down_f < 1:
+        raise ValueError(f"{OP}: up and down must be >= 1, got up={up}, down={down}")
+    pad = int_tuple(OP, "padding", padding, (1, 2, 4))
+    pad = pad * 4 if len(pad) == 1 else (pad[0], pad[0], pad[1], pad[1]) if len(pad) == 2 else pad
+    if (up_f > 1 or down_f > 1) and resample_filter is None:
+        raise ValueError(f"{OP}: up/down resampling needs a resample_filter (e.g. setup_filter([1, 3, 3, 1]))")
+    if resample_filter is not None:
+        check_float_tensor(OP, "resample_filter", resample_filter, (1, 2))
+        check_same_device(OP, "resample_filter", resample_filter, x)
+    if noise is not None:
+        check_float_tensor(OP, "noise", noise)
+        check_same_device(OP, "noise", noise, x)
+
+    def unsupported(name):
+        if name == "ref":
+            return None
+        return dtype_reason(weight, WEIGHT_DTYPES) or dtype_reason(styles, WEIGHT_DTYPES)
+
+    chosen = _backend.select_impl(OP, impl, x.device, unsupported)
+    # Keep upfirdn2d on the same family of implementations (ref stays pure PyTorch).
+    resample_impl = "ref" if chosen == "ref" else "auto"
+    out_channels, _, kh, kw = weight.shape
+    styles = styles.to(weight.dtype)
+    resample = dict(f=resample_filter, up=up_f, down=down_f, padding=pad, flip_weight=flip_weight,
+                    impl=resample_impl)
+
+    if not fused_modconv:
+        d = demodulation_coefficients(weight, styles) if demodulate else None
+        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), **resample)
+        if d is not None and noise is not None:
+            return torch.addcmul(noise.to(x.dtype), x, d.to(x.dtype).reshape(n, -1, 1, 1))
+        if d is not None:
+            return x * d.to(x.dtype).reshape(n, -1, 1, 1)
+        return x if noise is None else x.add_(noise.to(x.dtype))
+
+    if chosen == "ref":
+        w, _ = modulate_weights_ref(weight, styles, demodulate)
+    else:
+        w, _ = _ModulateWeights.apply(weight, styles, demodulate, chosen)
+    w = w.reshape(n * out_channels, in_channels, kh, kw).to(x.dtype)
+    y = conv2d_resample(x.reshape(1, n * in_channels, *x.shape[2:]), w, groups=n, **resample)
+    y = y.reshape(n, out_channels, *y.shape[2:])
+    return y if noise is None else y.add_(noise.to(y.dtype))

@@ -1,0 +1,155 @@
+"""modulated_conv2d: fused weight kernels against the reference, resampling against its
+definition, fused and non-fused paths against each other, gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backends import cpu_kernel_impls
+from genmix.ops import BackendUnavailable, modulated_conv2d, setup_filter, upfirdn2d
+from genmix.ops.modulated_conv2d import conv2d_resample, modulate_weights_ref
+
+CASES = [  # (up, down, kernel)
+    (1, 1, 3), (1, 1, 1), (2, 1, 3), (2, 1, 1), (1, 2, 3), (1, 2, 1),
+]
+
+
+def _inputs(n=2, i=3, o=4, k=3, res=6, dtype=torch.float64):
+    x = torch.randn(n, i, res, res, dtype=dtype)
+    weight = torch.randn(o, i, k, k, dtype=dtype)
+    styles = torch.randn(n, i, dtype=dtype) + 1.0
+    return x, weight, styles
+
+
+def _modconv(x, weight, styles, up, down, impl, **kw):
+    f = setup_filter([1, 3, 3, 1]).to(x.dtype) if (up > 1 or down > 1) else None
+    return modulated_conv2d(x, weight, styles, up=up, down=down, padding=weight.shape[-1] // 2,
+                            resample_filter=f, impl=impl, **kw)
+
+
+def test_resampling_matches_its_definition():
+    # Transposed-conv upsampling and strided-conv downsampling are shortcuts: they must equal
+    # "FIR-upsample then convolve" and "FIR then convolve then subsample" exactly.
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
+    f = setup_filter([1, 3, 3, 1]).double()
+    for flip_weight in (True, False):
+        wc = w if flip_weight else w.flip([2, 3])
+        up = conv2d_resample(x, w, f, up=2, padding=(1, 1, 1, 1), flip_weight=flip_weight, impl="ref")
+        naive = F.conv2d(upfirdn2d(x, f, up=2, padding=(1 + 2, 1 + 1, 1 + 2, 1 + 1), gain=4, impl="ref"), wc)
+        torch.testing.assert_close(up, naive)
+        assert up.shape[-2:] == (14, 12)
+        down = conv2d_resample(x, w, f, down=2, padding=(1, 1, 1, 1), flip_weight=flip_weight, impl="ref")
+        naive = F.conv2d(upfirdn2d(x, f, padding=(2, 2, 2, 2), impl="ref"), wc)[:, :, ::2, ::2]
+        torch.testing.assert_close(down, naive)
+
+
+@pytest.mark.parametrize("up, down, k", CASES)
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_reference_fused_equals_nonfused(up, down, k, demodulate):
+    x, weight, styles = _inputs(k=k)
+    noise = torch.randn(1, 1, 1, 1, dtype=torch.float64)
+    a = _modconv(x, weight, styles, up, down, "ref", demodulate=demodulate, fused_modconv=True)
+    b = _modconv(x, weight, styles, up, down, "ref", demodulate=demodulate, fused_modconv=False)
+    torch.testing.assert_close(a, b)
+    # Per-sample definition: each sample convolved with its own modulated weights.
+    w, _ = modulate_weights_ref(weight, styles, demodulate)
+    for s in range(x.shape[0]):
+        ys = _modconv(x[s:s + 1], w[s], torch.ones(1, x.shape[1], dtype=x.dtype), up, down, "ref", demodulate=False)
+        torch.testing.assert_close(a[s:s + 1], ys)
+    with_noise = _modconv(x, weight, styles, up, down, "ref", demodulate=demodulate, noise=noise)
+    torch.testing.assert_close(with_noise, a + noise)
+    assert a.shape[-1] == 6 * up // down
+
+
+@pytest.mark.parametrize("impl", cpu_kernel_impls())
+@pytest.mark.parametrize("up, down, k", CASES)
+@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("fused", [True, False])
+def test_kernels_match_reference_forward_and_backward(impl, up, down, k, demodulate, fused):
+    x, weight, styles = _inputs(k=k)
+    noise = torch.randn(2, 1, 6 * up // down, 6 * up // down, dtype=torch.float64)
+    outs = []
+    for name in (impl, "ref"):
+        xs, ws, ss = (t.clone().requires_grad_(True) for t in (x, weight, styles))
+        y = _modconv(xs, ws, ss, up, down, name, demodulate=demodulate, fused_modconv=fused, noise=noise)
+        grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum(),
+                                    (xs, ws, ss))
+        outs.append((y,) + grads)
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", cpu_kernel_impls())
+def test_gradcheck(impl):
+    x, weight, styles = _inputs(n=2, i=2, o=3, k=3, res=4)
+    f = setup_filter([1, 3, 3, 1]).double()
+    # The interpreter is slow: Triton checks the weight kernels once, C++ every resampling.
+    for up, down in ((1, 1),) if impl == "triton" else ((1, 1), (2, 1), (1, 2)):
+        def fn(a, w, s):
+            return modulated_conv2d(a, w, s, up=up, down=down, padding=1, resample_filter=f, impl=impl)
+        assert torch.autograd.gradcheck(fn, tuple(t.clone().requires_grad_(True) for t in (x, weight, styles)))
+
+
+@pytest.mark.parametrize("impl", cpu_kernel_impls())
+def test_second_order_gradients_for_path_length_regularisation(impl):
+    x, weight, styles = _inputs(n=2, i=2, o=3, k=3, res=4)
+    styles.requires_grad_(True)
+    w = weight.clone().requires_grad_(True)
+
+    def second(name):
+        y = modulated_conv2d(x, w, styles, padding=1, impl=name)
+        (g,) = torch.autograd.grad(y.square().sum(), styles, create_graph=True)
+        return torch.autograd.grad(g.square().sum(), (w, styles))
+
+    for got, want in zip(second(impl), second("ref")):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_float32_and_channels_last():
+    x, weight, styles = (t.float() for t in _inputs(n=3, i=8, o=5, k=3, res=9))
+    ref = _modconv(x, weight, styles, 2, 1, "ref")
+    got = _modconv(x.contiguous(memory_format=torch.channels_last), weight, styles, 2, 1, "cpp")
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "change, exc, pattern",
+    [
+        (dict(x=torch.randn(2, 3, 6)), ValueError, "x must have 4 dimensions"),
+        (dict(weight=torch.randn(4, 2, 3, 3)), ValueError, "input channels"),
+        (dict(styles=torch.randn(2, 4)), ValueError, "styles must have shape"),
+        (dict(styles=torch.ones(2, 3, dtype=torch.int64)), TypeError, "styles must be a floating-point"),
+        (dict(up=2), ValueError, "needs a resample_filter"),
+        (dict(up=0), ValueError, "up and down must be >= 1"),
+        (dict(noise=torch.ones(1, device="meta")), ValueError, "noise is on meta"),
+        (dict(impl="cuda"), BackendUnavailable, "CUDA tensors"),
+    ],
+)
+def test_bad_arguments(change, exc, pattern):
+    x, weight, styles = (t.float() for t in _inputs())
+    args = dict(x=x, weight=weight, styles=styles, padding=1)
+    args.update(change)
+    with pytest.raises(exc, match=pattern):
+        modulated_conv2d(**args)
+
+
+# ---------------------------------------------------------------- GPU (skipped without one)
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("impl", ["cuda", "triton"])
+@pytest.mark.parametrize("up, down, k", CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_gpu_matches_reference(impl, up, down, k, dtype):
+    x, weight, styles = (t.float().cuda() for t in _inputs(n=4, i=16, o=8, k=k, res=8))
+    xs = x.to(dtype).requires_grad_(True)
+    ws, ss = weight.clone().requires_grad_(True), styles.clone().requires_grad_(True)
+    y = _modconv(xs, ws, ss, up, down, impl)
+    y_ref = _modconv(x.double(), weight.double(), styles.double(), up, down, "ref")
+    tol = 2e-2 if dtype == torch.float16 else 1e-4
+    torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol)
+    gw, gs = torch.autograd.grad(y.float().sum(), (ws, ss))
+    wr, sr = weight.double().requires_grad_(True), styles.double().requires_grad_(True)
+    gw_ref, gs_ref = torch.autograd.grad(_modconv(x.double(), wr, sr, up, down, "ref").sum(), (wr, sr))
+    torch.testing.assert_close(gw.double(), gw_ref, rtol=tol * 5, atol=tol * 5)
+    torch.testing.assert_close(gs.double(), gs_ref, rtol=tol * 5, atol=tol * 5)
