@@ -32,6 +32,6 @@ def test_modulated_conv2d(benchmark, device, impl, shape):
                              flip_weight=(up == 1), impl=impl)
         y.backward(torch.ones_like(y))
 
-    run_timed(benchmark, device, step, rounds=10 if device == "cuda" else 3)
+    run_timed(benchmark, device, step, rounds=10 if device == "cuda" else 8)
     # Weight traffic of the modulation (the part the fused kernel owns): write + read N*O*I*K.
     record(benchmark, device, impl, 2 * n * cout * cin * 9 * 4)
