@@ -23,26 +23,6 @@ constexpr int kThreads = 256;
 // Enough blocks to fill any current GPU several times over; the grid-stride loop does the rest.
 constexpr int64_t kMaxBlocks = 4096;
 
-// Precise (not intrinsic) math in the accumulation type.
-template <typename A>
-struct Math;
-template <>
-struct Math<float> {
-    static __device__ __forceinline__ float exp(float v) { return ::expf(v); }
-    static __device__ __forceinline__ float expm1(float v) { return ::expm1f(v); }
-    static __device__ __forceinline__ float log1p(float v) { return ::log1pf(v); }
-    static __device__ __forceinline__ float tanh(float v) { return ::tanhf(v); }
-    static __device__ __forceinline__ float abs(float v) { return ::fabsf(v); }
-};
-template <>
-struct Math<double> {
-    static __device__ __forceinline__ double exp(double v) { return ::exp(v); }
-    static __device__ __forceinline__ double expm1(double v) { return ::expm1(v); }
-    static __device__ __forceinline__ double log1p(double v) { return ::log1p(v); }
-    static __device__ __forceinline__ double tanh(double v) { return ::tanh(v); }
-    static __device__ __forceinline__ double abs(double v) { return ::fabs(v); }
-};
-
 constexpr double kSeluScale = 1.0507009873554805;
 constexpr double kSeluAlpha = 1.6732632423543772;
 // torch's softplus switches to the identity above this input (beta = 1).

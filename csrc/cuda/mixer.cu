@@ -87,29 +87,6 @@ private:
 // in the rejection test of the gamma sampler a last-bit difference can flip accept/reject and
 // shift the whole rest of the stream, so the formulas are kept literal.
 
-template <typename A>
-struct RMath;
-template <>
-struct RMath<float> {
-    static __device__ __forceinline__ float log(float v) { return ::logf(v); }
-    static __device__ __forceinline__ float exp(float v) { return ::expf(v); }
-    static __device__ __forceinline__ float sqrt(float v) { return ::sqrtf(v); }
-    static __device__ __forceinline__ float cos(float v) { return ::cosf(v); }
-    static __device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
-    static __device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
-    static __device__ __forceinline__ float sub(float a, float b) { return __fsub_rn(a, b); }
-};
-template <>
-struct RMath<double> {
-    static __device__ __forceinline__ double log(double v) { return ::log(v); }
-    static __device__ __forceinline__ double exp(double v) { return ::exp(v); }
-    static __device__ __forceinline__ double sqrt(double v) { return ::sqrt(v); }
-    static __device__ __forceinline__ double cos(double v) { return ::cos(v); }
-    static __device__ __forceinline__ double mul(double a, double b) { return __dmul_rn(a, b); }
-    static __device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, b); }
-    static __device__ __forceinline__ double sub(double a, double b) { return __dsub_rn(a, b); }
-};
-
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 constexpr int kGammaTries = 64;
 
@@ -117,7 +94,7 @@ constexpr int kGammaTries = 64;
 // and log() below is always finite.
 template <typename A>
 __device__ __forceinline__ A uniform(uint32_t u) {
-    return RMath<A>::mul(RMath<A>::add(A(u >> 8), A(0.5)), A(1.0 / 16777216.0));
+    return Math<A>::mul(Math<A>::add(A(u >> 8), A(0.5)), A(1.0 / 16777216.0));
 }
 
 template <typename A>
@@ -128,7 +105,7 @@ __device__ __forceinline__ A uniform(Stream& s) {
 // Box-Muller, cosine half only; u1 is drawn before u2.
 template <typename A>
 __device__ __forceinline__ A normal(Stream& s) {
-    using M = RMath<A>;
+    using M = Math<A>;
     const A u1 = uniform<A>(s);
     const A u2 = uniform<A>(s);
     return M::mul(M::sqrt(M::mul(A(-2), M::log(u1))), M::cos(M::mul(A(kTwoPi), u2)));
@@ -138,7 +115,7 @@ __device__ __forceinline__ A normal(Stream& s) {
 // small concentrations do not underflow to 0 (and later to 0/0 in the normalisation).
 template <typename A>
 __device__ A log_gamma_sample(Stream& s, A a) {
-    using M = RMath<A>;
+    using M = Math<A>;
     const bool boost = a < A(1);
     const A b = boost ? M::add(a, A(1)) : a;
     const A d = M::sub(b, A(1) / A(3));
@@ -170,7 +147,7 @@ __device__ A log_gamma_sample(Stream& s, A a) {
 // keeps alpha and buf aliasing safe.
 template <typename A, typename AlphaOf, typename Buf>
 __device__ void dirichlet(Stream& s, int64_t K, const AlphaOf& alpha_of, Buf* buf) {
-    using M = RMath<A>;
+    using M = Math<A>;
     A gmax = A(0);
     for (int64_t k = 0; k < K; ++k) {
         const A g = log_gamma_sample<A>(s, A(alpha_of(k)));
