@@ -8,7 +8,7 @@ scripts/install.sh test
 
 if command -v cmake >/dev/null 2>&1; then
     cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build build/cmake -j"$(nproc)" >/dev/null
+    cmake --build build/cmake -j"$(nproc)"
     ctest --test-dir build/cmake --output-on-failure
 else
     echo "genmix test: cmake not found, C++ kernel tests skipped"
