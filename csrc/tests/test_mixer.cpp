@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "cpu/kernels.h"
 #include "cpu/random.h"
 
@@ -29,13 +30,6 @@ using genmix::MixPointers;
 namespace rng = genmix::cpu::rng;
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-void fail(const std::string& what) {
-    if (++g_failures <= 40) std::printf("FAIL: %s\n", what.c_str());
-}
 
 void check(bool ok, const std::string& what) {
     ++g_checks;

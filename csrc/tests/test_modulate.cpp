@@ -14,18 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "cpu/kernels.h"
 
 using genmix::ModulateParams;
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-void fail(const std::string& what) {
-    if (++g_failures <= 30) std::printf("FAIL: %s\n", what.c_str());
-}
 
 struct Shape {
     int64_t N, O, I, K;

@@ -11,18 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "cpu/kernels.h"
 
 using genmix::Upfirdn2dParams;
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-void fail(const std::string& what) {
-    if (++g_failures <= 20) std::printf("FAIL: %s\n", what.c_str());
-}
 
 // Memory layout of a 4-D tensor: element strides and the storage size they need.
 struct Layout {

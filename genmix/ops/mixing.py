@@ -36,9 +36,7 @@ def draw_seed(generator: Union[torch.Generator, int, None]) -> int:
     if isinstance(generator, bool):
         raise TypeError("generator must be a torch.Generator, an int seed or None")
     if isinstance(generator, int):
-        if generator < 0:
-            raise ValueError(f"generator: an int seed must be >= 0, got {generator}")
-        return generator & ((1 << 64) - 1)  # an explicit seed is used as it is
+        return _check_seed(generator) & ((1 << 64) - 1)  # an explicit seed is used as it is
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
     device = generator.device if generator is not None else "cpu"
@@ -48,10 +46,14 @@ def draw_seed(generator: Union[torch.Generator, int, None]) -> int:
 def as_generator(generator) -> Optional[torch.Generator]:
     """An int seed becomes a fresh generator, so several draws from it stay independent."""
     if isinstance(generator, int) and not isinstance(generator, bool):
-        if generator < 0:
-            raise ValueError(f"generator: an int seed must be >= 0, got {generator}")
-        return torch.Generator().manual_seed(generator)
+        return torch.Generator().manual_seed(_check_seed(generator))
     return generator
+
+
+def _check_seed(seed: int) -> int:
+    if seed < 0:
+        raise ValueError(f"generator: an int seed must be >= 0, got {seed}")
+    return seed
 
 
 # The genmix._C encoding of output dtypes (genmix::DType in csrc/params.h).
@@ -91,10 +93,8 @@ def sample_dirichlet(concentration, *, generator=None, impl="auto"):
     if alpha.dtype not in (torch.float32, torch.float64):
         alpha = alpha.float()
 
-    def unsupported(name):
-        return None
-
-    chosen = _backend.select_impl(op, impl, alpha.device, unsupported)
+    # Every backend takes float32/float64 concentrations of any shape.
+    chosen = _backend.select_impl(op, impl, alpha.device, lambda name: None)
     seed = draw_seed(generator)
     if alpha.shape[0] == 0:
         out = torch.empty_like(alpha)
