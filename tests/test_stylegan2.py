@@ -98,11 +98,12 @@ def test_truncation_psi_zero_gives_w_avg():
         mapping(torch.randn(8, Z_DIM), soft_labels(8))
     assert mapping.w_avg.abs().sum() > 0
     mapping.eval()
-    ws = mapping(torch.randn(5, Z_DIM), soft_labels(5), truncation_psi=0)
+    ws = mapping(torch.randn(5, Z_DIM), soft_labels(5), truncation_psi=0, truncation_center="global")
     assert ws.shape == (5, 6, W_DIM)
     torch.testing.assert_close(ws, mapping.w_avg.expand(5, 6, W_DIM))
     # A cutoff truncates only the first layers.
-    ws = mapping(torch.randn(5, Z_DIM), soft_labels(5), truncation_psi=0, truncation_cutoff=2)
+    ws = mapping(torch.randn(5, Z_DIM), soft_labels(5), truncation_psi=0, truncation_cutoff=2,
+                 truncation_center="global")
     torch.testing.assert_close(ws[:, :2], mapping.w_avg.expand(5, 2, W_DIM))
     assert not torch.allclose(ws[:, 2:], mapping.w_avg.expand(5, 4, W_DIM))
 
@@ -189,3 +190,51 @@ def test_r1_penalty_auto_matches_ref():
     grads_auto, grads_ref = _r1_grads(d_auto, real, c), _r1_grads(d_ref, real, c)
     for name in grads_auto:
         torch.testing.assert_close(grads_auto[name], grads_ref[name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_per_class_truncation_centres():
+    mapping = MappingNetwork(Z_DIM, C_DIM, W_DIM, num_ws=3, num_layers=2, w_avg_beta=0.0)
+    mapping.train()
+    # Only classes 0 and 1 appear: their centres become the batch's per-class means, the rest
+    # stay at zero.
+    c = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1, 0, 1]), C_DIM).float()
+    z = torch.randn(6, Z_DIM)
+    w = mapping(z, c)[:, 0]
+    torch.testing.assert_close(mapping.w_avg_class[0], w[0::2].mean(0))
+    torch.testing.assert_close(mapping.w_avg_class[1], w[1::2].mean(0))
+    assert torch.equal(mapping.w_avg_class[2:], torch.zeros(C_DIM - 2, W_DIM))
+    mapping.eval()
+    ws = mapping(torch.randn(2, Z_DIM), c[:2], truncation_psi=0)
+    torch.testing.assert_close(ws[0], mapping.w_avg_class[0].expand(3, W_DIM))
+    torch.testing.assert_close(ws[1], mapping.w_avg_class[1].expand(3, W_DIM))
+    # A 50/50 soft label truncates to the midpoint of the two class centres.
+    half = torch.zeros(1, C_DIM)
+    half[0, :2] = 0.5
+    ws = mapping(torch.randn(1, Z_DIM), half, truncation_psi=0)
+    torch.testing.assert_close(ws[0, 0], mapping.w_avg_class[:2].mean(0))
+    with pytest.raises(ValueError, match="truncation_center"):
+        mapping(torch.randn(1, Z_DIM), half, truncation_psi=0.5, truncation_center="median")
+
+
+def test_fp16_blocks_follow_fp32(monkeypatch):
+    import genmix.models.stylegan2 as sg
+
+    kwargs = dict(SMALL, conv_clamp=256)
+    g32 = Generator(Z_DIM, C_DIM, W_DIM, 32, 1, synthesis_kwargs=kwargs, mapping_kwargs=dict(num_layers=2))
+    g16 = Generator(Z_DIM, C_DIM, W_DIM, 32, 1, synthesis_kwargs=dict(kwargs, num_fp16_res=2),
+                    mapping_kwargs=dict(num_layers=2))
+    g16.load_state_dict(g32.state_dict())
+    assert [b.use_fp16 for b in g16.synthesis.blocks] == [False, False, True, True]
+    d16 = Discriminator(C_DIM, 32, 1, **kwargs, num_fp16_res=2)
+    z, c = torch.randn(4, Z_DIM), one_hot(4)
+    ref = g32.eval()(z, c, noise_mode="const")
+    monkeypatch.setattr(sg, "FP16_ON_CPU", True)
+    out = g16.eval()(z, c, noise_mode="const")
+    assert out.dtype == torch.float32  # the image accumulates in fp32
+    torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)
+    assert not torch.equal(out, ref)  # fp16 really ran
+    score = d16(out.requires_grad_(), c)
+    assert score.dtype == torch.float32 and torch.isfinite(score).all()
+    score.sum().backward()
+    with pytest.raises(ValueError, match="conv_clamp"):
+        Generator(Z_DIM, C_DIM, W_DIM, 32, 1, synthesis_kwargs=dict(SMALL, num_fp16_res=2))

@@ -76,6 +76,32 @@ def _check_float_matrix(name: str, t, width: int, batch: int | None = None) -> t
     return t
 
 
+# fp16 blocks run in half precision only on GPUs: CPU half-precision convolutions are slow and
+# gain nothing. Tests flip this to exercise the fp16 path on CPU.
+FP16_ON_CPU = False
+
+
+def compute_dtype(use_fp16: bool, device: torch.device) -> torch.dtype:
+    """float16 for blocks marked fp16 on a GPU, float32 otherwise."""
+    if use_fp16 and (device.type == "cuda" or FP16_ON_CPU):
+        return torch.float16
+    return torch.float32
+
+
+def fp16_threshold(img_resolution: int, num_fp16_res: int, conv_clamp) -> float:
+    """Lowest resolution that runs in fp16 (the `num_fp16_res` highest ones do).
+
+    fp16 activations overflow without clamping, so fp16 requires conv_clamp.
+    """
+    if num_fp16_res < 0:
+        raise ValueError(f"num_fp16_res must be >= 0, got {num_fp16_res}")
+    if num_fp16_res == 0:
+        return math.inf
+    if conv_clamp is None:
+        raise ValueError("num_fp16_res > 0 needs conv_clamp (e.g. 256) to keep fp16 activations finite")
+    return max(2 ** (int(np.log2(img_resolution)) + 1 - num_fp16_res), 8)
+
+
 def _channels(channel_base: int, channel_max: int, resolution: int) -> int:
     # Fewer channels at higher resolutions keeps the cost per block roughly constant.
     return max(1, min(channel_base // resolution, channel_max))
@@ -188,10 +214,18 @@ class MappingNetwork(nn.Module):
             for i in range(num_layers))
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros(w_dim))
+            # One running mean per class: truncating a conditional model towards the global mean
+            # would pull every sample towards the majority class; towards its own class's mean
+            # it keeps the class while trading variety for fidelity.
+            self.register_buffer("w_avg_class", torch.zeros(max(c_dim, 1), w_dim))
         else:
             self.w_avg = None
+            self.w_avg_class = None
 
-    def forward(self, z, c, truncation_psi=1.0, truncation_cutoff=None, update_w_avg=True):
+    def forward(self, z, c, truncation_psi=1.0, truncation_cutoff=None, update_w_avg=True,
+                truncation_center="class"):
+        if truncation_center not in ("class", "global"):
+            raise ValueError(f"truncation_center must be 'class' or 'global', got {truncation_center!r}")
         batch = None
         parts = []
         if self.z_dim > 0:
@@ -206,7 +240,16 @@ class MappingNetwork(nn.Module):
             x = layer(x)
 
         if self.w_avg is not None and self.training and update_w_avg:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            w = x.detach().float()
+            self.w_avg.copy_(w.mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            if self.c_dim > 0:
+                # Label-weighted mean per class; classes absent from the batch keep their value.
+                weights = c.detach().float().clamp_min(0)
+                mass = weights.sum(dim=0)
+                seen = mass > 0
+                class_mean = (weights.t() @ w) / mass.clamp_min(1e-8).unsqueeze(1)
+                updated = class_mean.lerp(self.w_avg_class, self.w_avg_beta)
+                self.w_avg_class.copy_(torch.where(seen.unsqueeze(1), updated, self.w_avg_class))
 
         if self.num_ws is None:
             if truncation_psi != 1:
@@ -217,7 +260,13 @@ class MappingNetwork(nn.Module):
             if self.w_avg is None:
                 raise ValueError("truncation needs w_avg; construct with w_avg_beta set")
             cutoff = self.num_ws if truncation_cutoff is None else int(truncation_cutoff)
-            truncated = self.w_avg.to(x.dtype).lerp(x[:, :cutoff], truncation_psi)
+            center = self.w_avg.to(x.dtype).expand(x.shape[0], 1, self.w_dim)
+            if truncation_center == "class" and self.c_dim > 0:
+                # Soft labels truncate towards the same blend of class centres as their label.
+                weights = c.to(x.dtype).clamp_min(0)
+                weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-8)
+                center = (weights @ self.w_avg_class.to(x.dtype)).unsqueeze(1)
+            truncated = center.lerp(x[:, :cutoff], truncation_psi)
             x = torch.cat([truncated, x[:, cutoff:]], dim=1)
         return x
 
@@ -304,8 +353,10 @@ class SynthesisBlock(nn.Module):
     running image upsampled and added to, so every resolution contributes directly to the output."""
 
     def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last,
-                 resample_filter=DEFAULT_RESAMPLE_FILTER, conv_clamp=None, use_noise=True, impl="auto"):
+                 resample_filter=DEFAULT_RESAMPLE_FILTER, conv_clamp=None, use_noise=True,
+                 use_fp16=False, impl="auto"):
         super().__init__()
+        self.use_fp16 = use_fp16
         self.in_channels = in_channels
         self.resolution = resolution
         self.img_channels = img_channels
@@ -333,18 +384,20 @@ class SynthesisBlock(nn.Module):
             # One grouped convolution per batch is fastest for inference; scaling activations
             # instead is faster for training's larger batches and its backward pass.
             fused_modconv = not self.training
+        dtype = compute_dtype(self.use_fp16, ws.device)
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
-            x = self.const.to(ws.dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
         else:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
 
         if img is not None:
             # 2x upsampling with the 4-tap filter: zero insertion, padding (2, 1) per axis so the
             # output stays aligned, and gain 4 to restore the energy lost to the inserted zeros.
             img = upfirdn2d(img, self.resample_filter, up=2, padding=[2, 1, 2, 1], gain=4, impl=self.impl)
-        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+        # The running image stays float32: it accumulates every resolution's contribution.
+        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).float()
         img = y if img is None else img + y
         return x, img
 
@@ -353,9 +406,11 @@ class SynthesisNetwork(nn.Module):
     """Maps ws (N, num_ws, w_dim) to images (N, img_channels, img_resolution, img_resolution)."""
 
     def __init__(self, w_dim, img_resolution, img_channels, channel_base=32768, channel_max=512,
-                 conv_clamp=None, use_noise=True, resample_filter=DEFAULT_RESAMPLE_FILTER, impl="auto"):
+                 conv_clamp=None, use_noise=True, resample_filter=DEFAULT_RESAMPLE_FILTER,
+                 num_fp16_res=0, impl="auto"):
         super().__init__()
         _check_resolution("img_resolution", img_resolution, 8)
+        fp16_resolution = fp16_threshold(img_resolution, num_fp16_res, conv_clamp)
         if img_channels < 1:
             raise ValueError(f"img_channels must be >= 1, got {img_channels}")
         self.w_dim = w_dim
@@ -369,7 +424,8 @@ class SynthesisNetwork(nn.Module):
         for r in self.block_resolutions:
             block = SynthesisBlock(channels[r // 2] if r > 4 else 0, channels[r], w_dim, r, img_channels,
                                    is_last=r == img_resolution, resample_filter=resample_filter,
-                                   conv_clamp=conv_clamp, use_noise=use_noise, impl=impl)
+                                   conv_clamp=conv_clamp, use_noise=use_noise,
+                                   use_fp16=r >= fp16_resolution, impl=impl)
             # A block's toRGB shares its w with the next block's first conv, so only the last
             # toRGB needs a w of its own.
             self.num_ws += block.num_conv + (block.num_torgb if block.is_last else 0)
@@ -405,9 +461,9 @@ class Generator(nn.Module):
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, impl=impl, **(mapping_kwargs or {}))
 
     def forward(self, z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random",
-                fused_modconv=None, update_w_avg=True):
+                fused_modconv=None, update_w_avg=True, truncation_center="class"):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_w_avg=update_w_avg)
+                          update_w_avg=update_w_avg, truncation_center=truncation_center)
         return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
 
 
@@ -418,8 +474,10 @@ class DiscriminatorBlock(nn.Module):
     downsampling skip. Both branches are scaled by sqrt(0.5) so their sum keeps unit variance."""
 
     def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels,
-                 activation="lrelu", resample_filter=DEFAULT_RESAMPLE_FILTER, conv_clamp=None, impl="auto"):
+                 activation="lrelu", resample_filter=DEFAULT_RESAMPLE_FILTER, conv_clamp=None,
+                 use_fp16=False, impl="auto"):
         super().__init__()
+        self.use_fp16 = use_fp16
         self.in_channels = in_channels
         self.resolution = resolution
         self.img_channels = img_channels
@@ -432,8 +490,10 @@ class DiscriminatorBlock(nn.Module):
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, **kwargs)
 
     def forward(self, x, img):
+        dtype = compute_dtype(self.use_fp16, img.device)
         if self.in_channels == 0:
-            x = self.fromrgb(img)
+            x = self.fromrgb(img.to(dtype))
+        x = x.to(dtype)
         gain = math.sqrt(0.5)
         y = self.skip(x, gain=gain)
         x = self.conv1(self.conv0(x), gain=gain)
@@ -498,7 +558,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, c_dim, img_resolution, img_channels, channel_base=32768, channel_max=512,
                  mbstd_group_size=4, mbstd_num_channels=1, cmap_dim=None, conv_clamp=None,
-                 mapping_kwargs=None, impl="auto"):
+                 mapping_kwargs=None, num_fp16_res=0, impl="auto"):
         super().__init__()
         _check_resolution("img_resolution", img_resolution, 8)
         if img_channels < 1:
@@ -516,9 +576,11 @@ class Discriminator(nn.Module):
         if c_dim == 0:
             cmap_dim = 0
         self.cmap_dim = cmap_dim
+        fp16_resolution = fp16_threshold(img_resolution, num_fp16_res, conv_clamp)
         self.blocks = nn.ModuleList(
             DiscriminatorBlock(channels[r] if r < img_resolution else 0, channels[r], channels[r // 2], r,
-                               img_channels, conv_clamp=conv_clamp, impl=impl)
+                               img_channels, conv_clamp=conv_clamp, use_fp16=r >= fp16_resolution,
+                               impl=impl)
             for r in self.block_resolutions)
         self.mapping = (MappingNetwork(0, c_dim, cmap_dim, num_ws=None, w_avg_beta=None, impl=impl,
                                        **(mapping_kwargs or {})) if c_dim > 0 else None)
@@ -538,4 +600,4 @@ class Discriminator(nn.Module):
         x = None
         for block in self.blocks:
             x = block(x, img)
-        return self.b4(x, cmap)
+        return self.b4(x.float(), cmap)
