@@ -1,0 +1,548 @@
+"""Training a class-conditional GAN (StyleGAN2-ADA or the DCGAN baseline) on a medical dataset.
+
+The loop follows StyleGAN2-ADA: non-saturating logistic loss, lazy R1 regularisation of D on
+real images, optional path-length regularisation of G, an EMA copy of G for sampling, and ADA
+augmentations in front of D whose probability tracks D's overfitting. Every tensor op on the
+hot path goes through `genmix.ops` (inside the networks), so `impl` picks the kernels.
+
+A run directory holds config.json (everything needed to rebuild the networks), checkpoints/
+(safetensors + JSON, atomic, newest few kept), samples/ (one grid per snapshot, a row per
+class) and log.jsonl (one line of statistics per snapshot).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genmix._atomic import write_text
+from genmix.training import distributed as gdist
+from genmix.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+__all__ = ["GANConfig", "GANTrainer", "NonFiniteLossError", "PRESETS", "build_networks",
+           "gan_resolution", "load_generator", "prepare_images", "train_gan"]
+
+ARCHS = ("stylegan2", "dcgan")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/inf; training stops and the last good checkpoint is kept."""
+
+
+@dataclass
+class GANConfig:
+    """Everything that defines a GAN run; stored as the run's config.json."""
+
+    arch: str = "stylegan2"
+    resolution: int = 32            # the networks' square resolution (a power of two)
+    channels: int = 1
+    num_classes: int = 2
+    class_names: list = field(default_factory=list)
+    data_spec: str = ""
+    data_resolution: list = field(default_factory=lambda: [32, 32])  # (H, W) samples return to
+    class_counts: list = field(default_factory=list)                 # real training counts
+    z_dim: int = 64
+    w_dim: int = 128
+    mapping_layers: int = 2
+    channel_base: int = 4096
+    channel_max: int = 128
+    num_fp16_res: int = 0
+    conv_clamp: float | None = None
+    batch: int = 16
+    kimg: float = 10.0
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    betas: list = field(default_factory=lambda: [0.0, 0.99])
+    r1_gamma: float | None = None   # None: StyleGAN2-ADA's heuristic 0.0002 * resolution^2 / batch
+    r1_interval: int = 16
+    pl_weight: float = 0.0
+    pl_interval: int = 4
+    ema_kimg: float | None = None   # None: batch * 10 / 32
+    ema_rampup: float | None = 0.05
+    aug: str = "ada"
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 100.0
+    snapshot_kimg: float = 1.0
+    keep_checkpoints: int = 3
+    seed: int = 0
+    impl: str = "auto"
+
+    def resolved_r1_gamma(self) -> float:
+        if self.r1_gamma is not None:
+            return float(self.r1_gamma)
+        return 0.0002 * self.resolution ** 2 / self.batch
+
+    def resolved_ema_kimg(self) -> float:
+        return float(self.ema_kimg) if self.ema_kimg is not None else self.batch * 10 / 32
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GANConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GAN config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def validate(self) -> "GANConfig":
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.resolution < 16 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 16, got {self.resolution}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if not self.kimg > 0:
+            raise ValueError(f"kimg must be > 0, got {self.kimg}")
+        if self.aug not in ("ada", "none"):
+            raise ValueError(f"aug must be 'ada' or 'none', got {self.aug!r}")
+        if self.pl_weight > 0 and self.arch != "stylegan2":
+            raise ValueError("path-length regularisation (pl_weight > 0) needs arch=stylegan2")
+        return self
+
+
+# Presets: cpu-tiny finishes in minutes on 2 cores at 32x32 and already shows class structure on
+# small medical sets; gpu is a real run (StyleGAN2-ADA's small-dataset settings).
+PRESETS = {
+    "cpu-tiny": dict(resolution=32, z_dim=64, w_dim=128, mapping_layers=2, channel_base=4096,
+                     channel_max=128, batch=16, kimg=12, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05,
+                     ema_kimg=1.0, snapshot_kimg=2, ada_kimg=20, ada_interval=4),
+    "gpu": dict(z_dim=512, w_dim=512, mapping_layers=2, channel_base=16384, channel_max=512,
+                num_fp16_res=4, conv_clamp=256, batch=64, kimg=3000, g_lr=0.0025, d_lr=0.0025,
+                snapshot_kimg=50, ada_kimg=100),
+}
+
+
+def gan_resolution(height: int, width: int) -> int:
+    """Smallest power of two >= the image size (at least 32): 28x28 MedMNIST trains at 32."""
+    return max(32, 1 << (max(height, width) - 1).bit_length())
+
+
+def prepare_images(images_nhwc: np.ndarray, resolution: int) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1] at the GAN's square resolution."""
+    from genmix.data import images_to_tensor, resize_images
+
+    if images_nhwc.shape[1:3] != (resolution, resolution):
+        images_nhwc = resize_images(images_nhwc, resolution)
+    return images_to_tensor(images_nhwc)
+
+
+def build_networks(cfg: GANConfig):
+    """(G, D) for a config; the same call rebuilds them from a checkpoint's config."""
+    if cfg.arch == "stylegan2":
+        from genmix.models.stylegan2 import Discriminator, Generator
+
+        synthesis = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max,
+                         num_fp16_res=cfg.num_fp16_res, conv_clamp=cfg.conv_clamp)
+        G = Generator(cfg.z_dim, cfg.num_classes, cfg.w_dim, cfg.resolution, cfg.channels,
+                      mapping_kwargs=dict(num_layers=cfg.mapping_layers), synthesis_kwargs=synthesis,
+                      impl=cfg.impl)
+        D = Discriminator(cfg.num_classes, cfg.resolution, cfg.channels, channel_base=cfg.channel_base,
+                          channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
+                          conv_clamp=cfg.conv_clamp, mbstd_group_size=min(4, cfg.batch), impl=cfg.impl)
+    else:
+        from genmix.models.dcgan import DCGANDiscriminator, DCGANGenerator
+
+        base = max(16, min(cfg.channel_max, 64))
+        G = DCGANGenerator(cfg.z_dim, cfg.num_classes, cfg.resolution, cfg.channels,
+                           base_channels=base, impl=cfg.impl)
+        D = DCGANDiscriminator(cfg.num_classes, cfg.resolution, cfg.channels, base_channels=base,
+                               impl=cfg.impl)
+    return G, D
+
+
+def _make_optimizer(module, lr, betas, reg_interval):
+    # Lazy regularisation runs the regulariser every `reg_interval` steps; scaling lr and betas
+    # by interval/(interval+1) keeps the effective optimiser dynamics as if it ran every step.
+    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
+    return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b ** ratio for b in betas), eps=1e-8)
+
+
+class GANTrainer:
+    """Holds networks, optimisers, augmentation and RNG state; `step()` is one iteration."""
+
+    def __init__(self, cfg: GANConfig, images: torch.Tensor, labels: torch.Tensor,
+                 dist_info: gdist.DistInfo | None = None):
+        self.cfg = cfg.validate()
+        self.dist = dist_info or gdist.DistInfo()
+        self.device = self.dist.device
+        if images.ndim != 4 or images.shape[1:] != (cfg.channels, cfg.resolution, cfg.resolution):
+            raise ValueError(f"images must be (N, {cfg.channels}, {cfg.resolution}, {cfg.resolution}), "
+                             f"got {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must be ({images.shape[0]},), got {tuple(labels.shape)}")
+        if cfg.batch % self.dist.world_size:
+            raise ValueError(f"batch ({cfg.batch}) must be divisible by the number of processes "
+                             f"({self.dist.world_size})")
+        self.batch_per_rank = cfg.batch // self.dist.world_size
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.onehot = F.one_hot(self.labels, cfg.num_classes).float()
+
+        # Identical initial weights on every process: the same seed, then a broadcast for safety.
+        torch.manual_seed(cfg.seed)
+        self.G, self.D = build_networks(cfg)
+        self.G.to(self.device).train()
+        self.D.to(self.device).train()
+        gdist.broadcast_module(self.G)
+        gdist.broadcast_module(self.D)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # Each process draws its own batches and latents; the global RNG (noise inputs,
+        # augmentations) is seeded per process as well.
+        torch.manual_seed(cfg.seed * 1000 + self.dist.rank + 1)
+        self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + self.dist.rank + 7)
+
+        self.opt_G = _make_optimizer(self.G, cfg.g_lr, cfg.betas, cfg.pl_interval if cfg.pl_weight > 0 else 0)
+        self.opt_D = _make_optimizer(self.D, cfg.d_lr, cfg.betas, cfg.r1_interval)
+        self.augment = self.ada = None
+        if cfg.aug == "ada":
+            from genmix.models.augment import AdaptiveP, AugmentPipe
+
+            self.augment = AugmentPipe(impl=cfg.impl).to(self.device)
+            self.ada = AdaptiveP(self.augment, target=cfg.ada_target, interval=cfg.ada_interval,
+                                 kimg=cfg.ada_kimg, batch_size=cfg.batch)
+        self.pl_mean = torch.zeros([], device=self.device)
+        self.cur_nimg = 0
+        self.step_index = 0
+        self.last_rt = None
+
+    # ------------------------------------------------------------------ sampling helpers
+    def _randn(self, *shape):
+        return torch.randn(*shape, generator=self.rng).to(self.device)
+
+    def _real_batch(self):
+        idx = torch.randint(len(self.images), (self.batch_per_rank,), generator=self.rng).to(self.device)
+        return self.images[idx], self.onehot[idx]
+
+    def _gen_labels(self):
+        # Conditioning labels follow the data's class frequencies, as StyleGAN2-ADA samples them.
+        idx = torch.randint(len(self.images), (self.batch_per_rank,), generator=self.rng).to(self.device)
+        return self.onehot[idx]
+
+    def _run_D(self, img, c):
+        if self.augment is not None:
+            img = self.augment(img)
+        return self.D(img, c)
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self) -> dict:
+        """One G step, one D step, and the lazy regularisers when due; returns the losses."""
+        cfg = self.cfg
+        stats = {}
+        real, real_c = self._real_batch()
+        z = self._randn(self.batch_per_rank, cfg.z_dim)
+        gen_c = self._gen_labels()
+
+        # G main: non-saturating logistic loss.
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        fake = self.G(z, gen_c)
+        loss_G = F.softplus(-self._run_D(fake, gen_c)).mean()
+        loss_G.backward()
+        stats["loss_G"] = loss_G.detach()
+        if cfg.pl_weight > 0 and self.step_index % cfg.pl_interval == 0:
+            stats["pl_penalty"] = self._path_length_step()
+        self._finish(self.G, self.opt_G)
+
+        # D main: fakes down, reals up.
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        z = self._randn(self.batch_per_rank, cfg.z_dim)
+        gen_c = self._gen_labels()
+        with torch.no_grad():
+            fake = self.G(z, gen_c)
+        fake_logits = self._run_D(fake, gen_c)
+        real_logits = self._run_D(real, real_c)
+        loss_D = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+        loss_D.backward()
+        stats["loss_D"] = loss_D.detach()
+        stats["D_real"] = real_logits.detach().mean()
+        stats["D_fake"] = fake_logits.detach().mean()
+        if self.ada is not None:
+            self.ada.accumulate(real_logits.detach())
+        if self.step_index % cfg.r1_interval == 0:
+            stats["r1_penalty"] = self._r1_step(real, real_c)
+        self._finish(self.D, self.opt_D)
+
+        if self.ada is not None:
+            rt = self.ada.update(reduce=gdist.all_reduce_sum)
+            if rt is not None:
+                self.last_rt = float(rt)
+        self._update_ema()
+        self.cur_nimg += cfg.batch
+        self.step_index += 1
+        return self._check_finite(stats)
+
+    def _r1_step(self, real, real_c):
+        gamma = self.cfg.resolved_r1_gamma()
+        real = real.detach().requires_grad_(True)
+        logits = self._run_D(real, real_c)
+        (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+        penalty = grads.square().sum(dim=[1, 2, 3])
+        (penalty.mean() * (gamma / 2) * self.cfg.r1_interval).backward()
+        return penalty.detach().mean()
+
+    def _path_length_step(self):
+        # Path length: |J^T y| for random image-space directions y should be constant in w, which
+        # makes the mapping from w to images smoother and better conditioned.
+        cfg = self.cfg
+        n = max(self.batch_per_rank // 2, 1)
+        z = self._randn(n, cfg.z_dim)
+        ws = self.G.mapping(z, self._gen_labels()[:n])
+        img = self.G.synthesis(ws)
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        lengths = grads.square().sum(2).mean(1).sqrt()
+        self.pl_mean.copy_(self.pl_mean.lerp(gdist.all_reduce_mean(lengths.mean()), 0.01))
+        penalty = (lengths - self.pl_mean).square()
+        (penalty.mean() * cfg.pl_weight * cfg.pl_interval).backward()
+        return penalty.detach().mean()
+
+    def _finish(self, module, opt):
+        gdist.all_reduce_grads(module)
+        for p in module.parameters():
+            if p.grad is not None:
+                # A single inf gradient would poison Adam's moments for good; the loss check
+                # after the step reports it.
+                torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+        opt.step()
+
+    def _update_ema(self):
+        cfg = self.cfg
+        ema_nimg = cfg.resolved_ema_kimg() * 1000
+        if cfg.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, (self.cur_nimg + cfg.batch) * cfg.ema_rampup)
+        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+
+    def _check_finite(self, stats: dict) -> dict:
+        values = torch.stack([v.float() for v in stats.values()])
+        finite = torch.isfinite(values).all().float()
+        if gdist.all_reduce_mean(finite).item() < 1:
+            bad = [k for k, v in stats.items() if not torch.isfinite(v).all()]
+            raise NonFiniteLossError(
+                f"non-finite {', '.join(bad) or 'loss on another process'} at kimg "
+                f"{self.cur_nimg / 1000:.3f}; stopping. The last checkpoint was kept; try a lower "
+                f"learning rate or a larger r1_gamma and resume from it")
+        return {k: float(v) for k, v in zip(stats, values.tolist())}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "ada": self.ada.state_dict() if self.ada is not None else None,
+            "pl_mean": self.pl_mean,
+            "cur_nimg": self.cur_nimg, "step_index": self.step_index,
+            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.D.load_state_dict(state["D"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        if self.ada is not None and state.get("ada") is not None:
+            self.ada.load_state_dict(state["ada"])
+        self.pl_mean.copy_(state["pl_mean"])
+        self.cur_nimg = int(state["cur_nimg"])
+        self.step_index = int(state["step_index"])
+        # RNG states are per process; a resume with another process count reseeds instead.
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    @property
+    def ada_p(self) -> float:
+        return float(self.augment.p) if self.augment is not None else 0.0
+
+    # ------------------------------------------------------------------ samples
+    @torch.no_grad()
+    def sample_grid(self, per_class: int = 8, seed: int = 0, psi: float = 1.0) -> np.ndarray:
+        """uint8 NHWC images from G_ema, `per_class` per class, class-major (a row per class)."""
+        return sample_images(self.G_ema, self.cfg, np.repeat(np.arange(self.cfg.num_classes), per_class),
+                             seed=seed, psi=psi, device=self.device)
+
+
+@torch.no_grad()
+def sample_images(G, cfg: GANConfig, classes=None, *, soft_labels=None, seed=0, psi=1.0, batch=64,
+                  device="cpu", out_resolution=None) -> np.ndarray:
+    """Generate uint8 NHWC images for class indices or soft-label rows, at the data's size.
+
+    Latents come from a generator seeded with `seed`, so the same call gives the same images.
+    """
+    from genmix.data import resize_images, tensor_to_images
+
+    if soft_labels is None:
+        classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+        soft_labels = F.one_hot(classes, cfg.num_classes).float()
+    soft_labels = torch.as_tensor(soft_labels, dtype=torch.float32)
+    rng = torch.Generator().manual_seed(int(seed))
+    out = []
+    was_training = G.training
+    G.eval()
+    for start in range(0, len(soft_labels), batch):
+        c = soft_labels[start:start + batch].to(device)
+        z = torch.randn(len(c), cfg.z_dim, generator=rng).to(device)
+        kwargs = {"noise_mode": "const"} if cfg.arch == "stylegan2" else {}
+        out.append(tensor_to_images(G(z, c, truncation_psi=psi, **kwargs).float().cpu()))
+    G.train(was_training)
+    images = np.concatenate(out) if out else np.zeros((0, cfg.resolution, cfg.resolution, cfg.channels), np.uint8)
+    h, w = out_resolution or cfg.data_resolution
+    if images.shape[1:3] != (h, w) and len(images):
+        if h != w:
+            raise ValueError(f"non-square data resolution {h}x{w} is not supported for sampling")
+        images = resize_images(images, h)
+    return images
+
+
+# ---------------------------------------------------------------------------- run management
+
+def _write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2))
+
+
+def load_generator(run_dir, device="cpu", *, ema=True):
+    """(G, cfg) from a run's newest checkpoint: G_ema by default, in eval mode."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a GAN run: {config_path} is missing")
+    cfg = GANConfig.from_dict(json.loads(config_path.read_text()))
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} has no complete checkpoint in checkpoints/")
+    state = load_checkpoint(ckpt)
+    G, _ = build_networks(cfg)
+    G.load_state_dict(state["G_ema" if ema else "G"])
+    return G.to(device).eval().requires_grad_(False), cfg
+
+
+def train_gan(data_spec: str, out_dir, *, preset: str | None = "cpu-tiny", overrides: dict | None = None,
+              resume: bool = False, device: str | None = None, progress: bool = True,
+              max_steps: int | None = None) -> Path:
+    """Train (or resume) a GAN run in `out_dir`; returns the newest checkpoint's path.
+
+    `max_steps` stops early after that many iterations (tests, interruption drills); the run
+    is then resumable like any other.
+    """
+    out_dir = Path(out_dir)
+    info = gdist.init_from_env(device)
+    config_path = out_dir / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume: {config_path} does not exist; start a new run without --resume")
+        saved = json.loads(config_path.read_text())
+        # Only the schedule may change on resume; architecture changes would not load.
+        for key in ("kimg", "snapshot_kimg"):
+            if overrides and overrides.get(key) is not None:
+                saved[key] = overrides[key]
+        cfg = GANConfig.from_dict(saved).validate()
+    else:
+        if latest_checkpoint(out_dir / "checkpoints") is not None:
+            raise FileExistsError(f"{out_dir} already holds a GAN run; pass --resume to continue it "
+                                  f"or choose another --out")
+        cfg = None
+
+    from genmix.data import load_dataset
+
+    dataset = load_dataset(cfg.data_spec if cfg is not None else data_spec,
+                           seed=cfg.seed if cfg is not None else (overrides or {}).get("seed", 0) or 0)
+    train = dataset.splits["train"]
+    if cfg is None:
+        values = dict(PRESETS[preset]) if preset else {}
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        h, w = dataset.resolution
+        values.setdefault("resolution", gan_resolution(h, w))
+        cfg = GANConfig(channels=dataset.channels, num_classes=dataset.num_classes,
+                        class_names=list(dataset.class_names), data_spec=data_spec,
+                        data_resolution=[int(h), int(w)],
+                        class_counts=[int(n) for n in dataset.counts("train")], **values).validate()
+    images = prepare_images(train.images, cfg.resolution)
+    labels = torch.as_tensor(train.labels, dtype=torch.long)
+    trainer = GANTrainer(cfg, images, labels, info)
+
+    ckpt = latest_checkpoint(out_dir / "checkpoints") if resume else None
+    if ckpt is not None:
+        trainer.load_state_dict(load_checkpoint(ckpt, map_location=info.device))
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(config_path, cfg.to_dict())
+    try:
+        return _train_loop(trainer, out_dir, progress=progress and info.is_main, max_steps=max_steps)
+    finally:
+        gdist.shutdown()
+
+
+def _snapshot(trainer: GANTrainer, out_dir: Path, stats: dict) -> Path | None:
+    cfg = trainer.cfg
+    path = None
+    if trainer.dist.is_main:
+        path = save_checkpoint(out_dir / "checkpoints", trainer.cur_nimg, trainer.state_dict(),
+                               keep=cfg.keep_checkpoints)
+        from genmix.report.plots import save_image_grid
+
+        grid = trainer.sample_grid(per_class=8)
+        save_image_grid(grid, out_dir / "samples" / f"grid-{trainer.cur_nimg // 1000:06d}kimg.png", nrow=8)
+        save_image_grid(grid, out_dir / "samples" / "latest.png", nrow=8)
+        line = dict(kimg=trainer.cur_nimg / 1000, ada_p=trainer.ada_p, rt=trainer.last_rt, **stats)
+        with open(out_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+    gdist.barrier()
+    return path
+
+
+def _train_loop(trainer: GANTrainer, out_dir: Path, *, progress: bool, max_steps: int | None) -> Path:
+    from tqdm import tqdm
+
+    cfg = trainer.cfg
+    total = int(cfg.kimg * 1000)
+    snapshot_every = max(int(cfg.snapshot_kimg * 1000), cfg.batch)
+    next_snapshot = (trainer.cur_nimg // snapshot_every + 1) * snapshot_every
+    bar = tqdm(total=total, initial=min(trainer.cur_nimg, total), unit="img", disable=not progress,
+               desc="train-gan", dynamic_ncols=True, leave=True)
+    sums: dict = {}
+    count = 0
+    steps = 0
+    last_path = latest_checkpoint(out_dir / "checkpoints")
+    start_time = time.perf_counter()
+    start_nimg = trainer.cur_nimg
+    while trainer.cur_nimg < total and (max_steps is None or steps < max_steps):
+        stats = trainer.step()
+        steps += 1
+        count += 1
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + v
+        bar.update(cfg.batch)
+        elapsed = time.perf_counter() - start_time
+        sec_per_kimg = elapsed / max((trainer.cur_nimg - start_nimg) / 1000, 1e-9)
+        bar.set_postfix(kimg=f"{trainer.cur_nimg / 1000:.2f}", G=f"{stats['loss_G']:.3f}",
+                        D=f"{stats['loss_D']:.3f}", p=f"{trainer.ada_p:.3f}", s_kimg=f"{sec_per_kimg:.1f}")
+        if trainer.cur_nimg >= next_snapshot or trainer.cur_nimg >= total:
+            means = {k: v / count for k, v in sums.items()}
+            means["sec_per_kimg"] = sec_per_kimg
+            last_path = _snapshot(trainer, out_dir, means) or last_path
+            sums, count = {}, 0
+            next_snapshot += snapshot_every
+    bar.close()
+    return last_path
