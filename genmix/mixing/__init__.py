@@ -1,1 +1,24 @@
-"""placeholder"""
+"""Mixing strategies for classifier training, on top of the fused ops in `genmix.ops`.
+
+`make_mixer(strategy, num_classes, ...)` gives a BatchMixer for any training loop:
+`x_mix, y_soft = mixer(x, y)`, then `loss = mixer.loss(model(x_mix), y_soft)`. Strategies:
+none, mixup, cutmix, augmix (per batch), synth (synthetic images appended to the data set with
+`append_synthetic`), genmix and gemix (real images blended with a SyntheticPool).
+"""
+
+from genmix.mixing.base import STRATEGIES, BatchMixer, make_mixer, to_soft_labels
+from genmix.mixing.pool import SyntheticPool
+from genmix.mixing.sampler import class_balanced_sampler
+from genmix.mixing.synthetic import append_synthetic
+from genmix.models.classifiers import soft_cross_entropy
+
+__all__ = [
+    "STRATEGIES",
+    "BatchMixer",
+    "SyntheticPool",
+    "append_synthetic",
+    "class_balanced_sampler",
+    "make_mixer",
+    "soft_cross_entropy",
+    "to_soft_labels",
+]

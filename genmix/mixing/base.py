@@ -1,0 +1,151 @@
+"""The batch-mixing API: `make_mixer(strategy, num_classes)` returns a `BatchMixer`, which turns a
+real batch (x, y) into the batch a classifier trains on, in any training loop:
+
+    mixer = make_mixer("genmix", num_classes, synthetic=pool, generator=g)
+    x_mix, y_soft = mixer(x, y)
+    loss = mixer.loss(model(x_mix), y_soft)
+
+Every mixer returns float soft labels (N, K) whatever labels it is given, so one loss serves
+every strategy and a training loop never branches on the strategy.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from genmix.mixing.pool import SyntheticPool
+from genmix.models.classifiers import soft_cross_entropy
+
+__all__ = ["BatchMixer", "STRATEGIES", "make_mixer", "to_soft_labels"]
+
+STRATEGIES = ("none", "mixup", "cutmix", "augmix", "synth", "genmix", "gemix")
+# Strategies that blend every batch with images drawn from a SyntheticPool.
+POOLED = ("genmix", "gemix")
+
+
+class BatchMixer:
+    """Strategy "none": the batch as it is, with one-hot labels; the base of every strategy.
+
+    `mixer(x, y)` takes a float batch (N, C, H, W) on any device and labels as int64 indices (N,)
+    or soft labels (N, K); it returns `(x_mixed, y_soft)`, y_soft float32 (N', K) on x's device
+    with N' = batch_multiplier * N. All randomness comes from `generator`, so a seeded generator
+    reproduces every batch. `last_params` holds the random choices of the latest call (lambda,
+    partner index, ...) for logging.
+    """
+
+    name = "none"
+    batch_multiplier = 1
+
+    def __init__(self, num_classes: int, *, generator: Optional[torch.Generator] = None, impl: str = "auto"):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+            raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.num_classes = num_classes
+        self.generator = generator
+        self.impl = impl
+        self.last_params: dict = {}
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point torch.Tensor, got "
+                            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.ndim != 4:
+            raise ValueError(f"x must be a batch of shape (N, C, H, W), got {tuple(x.shape)}")
+        return self.mix(x, to_soft_labels(y, self.num_classes, x.shape[0], x.device))
+
+    def mix(self, x: torch.Tensor, y_soft: torch.Tensor):
+        """The strategy itself, on a checked batch with soft labels; identity here."""
+        return x, y_soft
+
+    def loss(self, logits: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:
+        """The training loss of this strategy's output: soft-label cross-entropy."""
+        return soft_cross_entropy(logits, y_soft)
+
+    def __repr__(self) -> str:
+        alpha = getattr(self, "alpha", None)
+        return f"{type(self).__name__}(num_classes={self.num_classes}" + (f", alpha={alpha})" if alpha else ")")
+
+
+def to_soft_labels(y: torch.Tensor, num_classes: int, n: int, device) -> torch.Tensor:
+    """Labels as float32 (n, num_classes) rows on `device`: int indices become one-hot rows,
+    soft labels (assumed on the simplex) pass through."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if y.is_floating_point():
+        if y.shape != (n, num_classes):
+            raise ValueError(f"y: soft labels must have shape ({n}, {num_classes}), got {tuple(y.shape)}")
+        return y.to(device=device, dtype=torch.float32)
+    if y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"y must hold int64 class indices or float soft labels, got {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"y: class indices must have shape ({n},), got {tuple(y.shape)}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"y: class indices must lie in [0, {num_classes}), got {int(y.min())}..{int(y.max())}")
+    return F.one_hot(y.to(device=device, dtype=torch.int64), num_classes).float()
+
+
+def check_alpha(alpha) -> float:
+    """A concentration / Beta parameter: a number > 0."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
+    return float(alpha)
+
+
+def generator_device(generator: Optional[torch.Generator]) -> torch.device:
+    """Where random numbers from `generator` are drawn (torch's global generator: the CPU)."""
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def random_permutation(n: int, generator: Optional[torch.Generator], device) -> torch.Tensor:
+    """A random permutation of range(n) on `device`, drawn from `generator`."""
+    return torch.randperm(n, generator=generator, device=generator_device(generator)).to(device)
+
+
+def uniform(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
+    """U[0, 1) samples on `device`, drawn from `generator`."""
+    return torch.rand(shape, generator=generator, device=generator_device(generator), dtype=dtype).to(device)
+
+
+def make_mixer(strategy: str, num_classes: int, *, alpha: Optional[float] = None,
+               synthetic: Optional[SyntheticPool] = None, generator: Optional[torch.Generator] = None,
+               impl: str = "auto", **kw) -> BatchMixer:
+    """The BatchMixer for `strategy` (one of STRATEGIES).
+
+    alpha: the strategy's mixing parameter (None: its default; ignored by "none" and "synth").
+    synthetic: the SyntheticPool that "genmix" and "gemix" draw from (ignored by the others).
+    impl: the backend of the fused ops (see genmix.ops). Further keywords go to the strategy's
+    class, e.g. per_sample=True for "cutmix" or severity=3 for "augmix".
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy: unknown mixing strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if synthetic is not None and not isinstance(synthetic, SyntheticPool):
+        raise TypeError(f"synthetic must be a SyntheticPool or None, got {type(synthetic).__name__}")
+    cls = _strategy_classes()[strategy]
+    common = dict(generator=generator, impl=impl, **kw)
+    if strategy not in ("none", "synth") and alpha is not None:
+        common["alpha"] = alpha
+    if strategy in POOLED:
+        if synthetic is None:
+            raise ValueError(f"synthetic: strategy {strategy!r} mixes real with synthetic images and needs a "
+                             "SyntheticPool (e.g. SyntheticPool.from_npz(path, num_classes))")
+        return cls(num_classes, synthetic, **common)
+    return cls(num_classes, **common)
+
+
+def _strategy_classes() -> dict:
+    # Imported here because every strategy module builds on this one.
+    from genmix.mixing.augmix import AugMix
+    from genmix.mixing.cutmix import CutMix
+    from genmix.mixing.gemix import GeMix
+    from genmix.mixing.genmix import GenMix
+    from genmix.mixing.mixup import Mixup
+    from genmix.mixing.synthetic import SyntheticMixer
+
+    return {"none": BatchMixer, "mixup": Mixup, "cutmix": CutMix, "augmix": AugMix,
+            "synth": SyntheticMixer, "genmix": GenMix, "gemix": GeMix}
