@@ -78,12 +78,180 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _nonneg_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def cmd_train_gan(args) -> int:
+    from genmix.training.gan import train_gan
+
+    overrides = dict(arch=args.arch, resolution=args.resolution, kimg=args.kimg, batch=args.batch,
+                     aug=args.aug, seed=args.seed, impl=args.impl, snapshot_kimg=args.snapshot_kimg,
+                     r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, g_lr=args.lr, d_lr=args.lr)
+    preset = None if args.preset == "none" else args.preset
+    path = train_gan(args.data, args.out, preset=preset, overrides=overrides, resume=args.resume,
+                     device=args.device, progress=not args.no_progress)
+    print(f"genmix train-gan: newest checkpoint {path}")
+    return 0
+
+
+def cmd_synthesize(args) -> int:
+    from genmix.training.synthesize import synthesize
+
+    per_class = None
+    if args.per_class is not None:
+        per_class = [int(v) for v in args.per_class.split(",")]
+    summary = synthesize(args.gan, args.out, per_class=per_class, balance=args.balance,
+                         labels=args.labels, psi=args.psi, seed=args.seed, device=args.device or "cpu")
+    print(f"genmix synthesize: {summary['n']} images {summary['per_class']} -> {summary['path']}")
+    return 0
+
+
+def cmd_fid(args) -> int:
+    from genmix.training.gan_fid import fid_for_run
+
+    report = fid_for_run(args.gan, args.data, n=args.n, split=args.split, extractor=args.extractor,
+                         device=args.device or "cpu", seed=args.seed, out=args.out)
+    overall = report["overall"]
+    print(f"genmix fid ({report['extractor']}): FID {overall['fid']:.2f}  "
+          f"KID {overall['kid']:.4f} ± {overall['kid_std']:.4f}")
+    for row in report["per_class"]:
+        fid = "n/a" if row["fid"] is None else f"{row['fid']:.2f}"
+        print(f"  {row['name']:<16} FID {fid}  (real {row['n_real']}, generated {row['n_fake']})")
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    from genmix.training.classifier import ClassifierConfig, train_classifier
+
+    values = {k: getattr(args, k) for k in ("model", "mix", "alpha", "synthetic", "synth_ratio", "epochs",
+                                            "batch", "optimizer", "lr", "weight_decay", "patience",
+                                            "seed", "impl", "dropout", "label_smoothing")
+              if getattr(args, k) is not None}
+    values.update(synth_balance=args.synth_balance, class_balanced=args.class_balanced, hflip=args.hflip)
+    summary = train_classifier(args.data, args.out, ClassifierConfig(**values), resume=args.resume,
+                               device=args.device, progress=not args.no_progress)
+    print(f"genmix train-classifier: best val macro-F1 {summary.get('best_f1', float('nan')):.4f} "
+          f"at epoch {summary.get('best_epoch')}; weights in {args.out}/best.safetensors")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from genmix.metrics.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.model, args.data, split=args.split, out_dir=args.out,
+                           device=args.device or "cpu", plots=not args.no_plots)
+    auc = "n/a" if metrics["auc"] is None else f"{metrics['auc']:.4f}"
+    print(f"genmix evaluate ({metrics['split']}, n={metrics['n']}): accuracy {metrics['accuracy']:.4f}  "
+          f"macro-F1 {metrics['macro_f1']:.4f}  AUC {auc}  ECE {metrics['ece']:.4f}")
+    for row in metrics["per_class"]:
+        sens = "n/a" if row["sensitivity"] is None else f"{row['sensitivity']:.3f}"
+        spec = "n/a" if row["specificity"] is None else f"{row['specificity']:.3f}"
+        print(f"  {row['name']:<16} sensitivity {sens}  specificity {spec}  support {row['support']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genmix", description="Generative mixup for medical image classification.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     info = sub.add_parser("info", help="versions, devices, and which kernel backends are usable here")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=cmd_info)
+
+    impls = ["auto", "cuda", "triton", "cpp", "ref"]
+    gan = sub.add_parser("train-gan", help="train a class-conditional StyleGAN2-ADA (or DCGAN) on a dataset")
+    gan.add_argument("--data", required=True, help="dataset SPEC: file.npz, a folder, medmnist:<flag> or phantom")
+    gan.add_argument("--out", required=True, help="run directory (config, checkpoints, samples)")
+    gan.add_argument("--preset", choices=["cpu-tiny", "gpu", "none"], default="cpu-tiny",
+                     help="starting values for everything below (default cpu-tiny)")
+    gan.add_argument("--arch", choices=["stylegan2", "dcgan"])
+    gan.add_argument("--resolution", type=int, help="network resolution, a power of two (default: data size rounded up)")
+    gan.add_argument("--kimg", type=_positive_float, help="length of training in thousands of real images shown")
+    gan.add_argument("--batch", type=int)
+    gan.add_argument("--aug", choices=["ada", "none"])
+    gan.add_argument("--lr", type=_positive_float, help="Adam learning rate of G and D")
+    gan.add_argument("--r1-gamma", type=float, help="R1 weight (default: 0.0002 * resolution^2 / batch)")
+    gan.add_argument("--pl-weight", type=float, help="path-length regularisation weight (0 = off)")
+    gan.add_argument("--snapshot-kimg", type=_positive_float, help="checkpoint and sample grid every this many kimg")
+    gan.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    gan.add_argument("--seed", type=_nonneg_int)
+    gan.add_argument("--impl", choices=impls, help="kernel backend for the fused ops")
+    gan.add_argument("--device", choices=["cpu", "cuda"])
+    gan.add_argument("--no-progress", action="store_true", help="no progress bar")
+    gan.set_defaults(func=cmd_train_gan)
+
+    syn = sub.add_parser("synthesize", help="generate a synthetic training set from a GAN run")
+    syn.add_argument("--gan", required=True, help="GAN run directory (from train-gan)")
+    syn.add_argument("--out", required=True, help="output .npz (MedMNIST layout + soft_labels)")
+    count = syn.add_mutually_exclusive_group(required=True)
+    count.add_argument("--per-class", help="images per class: one number, or one per class (comma-separated)")
+    count.add_argument("--balance", action="store_true", help="bring every class up to the largest class")
+    syn.add_argument("--labels", choices=["onehot", "gemix"], default="onehot",
+                     help="one-hot labels, or GeMix Dirichlet soft labels (default onehot)")
+    syn.add_argument("--psi", type=float, default=1.0, help="truncation psi (1 = none)")
+    syn.add_argument("--seed", type=_nonneg_int, default=0)
+    syn.add_argument("--device", choices=["cpu", "cuda"])
+    syn.set_defaults(func=cmd_synthesize)
+
+    fid = sub.add_parser("fid", help="FID and KID of a GAN run against real images, overall and per class")
+    fid.add_argument("--gan", required=True, help="GAN run directory")
+    fid.add_argument("--data", help="dataset SPEC (default: the one the GAN was trained on)")
+    fid.add_argument("--n", type=int, default=2000, help="number of generated images (default 2000)")
+    fid.add_argument("--split", choices=["train", "val", "test"], default="train")
+    fid.add_argument("--extractor", choices=["auto", "inception", "random"], default="auto",
+                     help="feature network: TF-FID Inception-v3, or the documented random-conv fallback")
+    fid.add_argument("--out", help="JSON file for the report (default: GAN_DIR/fid.json)")
+    fid.add_argument("--seed", type=_nonneg_int, default=0)
+    fid.add_argument("--device", choices=["cpu", "cuda"])
+    fid.set_defaults(func=cmd_fid)
+
+    from genmix.mixing import STRATEGIES
+    from genmix.models.classifiers import CLASSIFIERS
+
+    clf = sub.add_parser("train-classifier", help="train a classifier with a mixing strategy")
+    clf.add_argument("--data", required=True, help="dataset SPEC")
+    clf.add_argument("--out", required=True, help="run directory")
+    clf.add_argument("--model", choices=CLASSIFIERS, default="resnet18")
+    clf.add_argument("--mix", choices=STRATEGIES, default="none", help="mixing strategy (default none)")
+    clf.add_argument("--synthetic", help="synthetic set (.npz from genmix synthesize) for synth/genmix/gemix")
+    clf.add_argument("--alpha", type=_positive_float, help="the strategy's mixing parameter (GenMix default 0.3)")
+    clf.add_argument("--synth-ratio", type=float, help="synth: synthetic images as a share of the real set (default 0.5)")
+    clf.add_argument("--synth-balance", action="store_true", help="synth: bring every class up to the largest")
+    clf.add_argument("--epochs", type=int)
+    clf.add_argument("--batch", type=int)
+    clf.add_argument("--optimizer", choices=["adamw", "sgd"])
+    clf.add_argument("--lr", type=_positive_float)
+    clf.add_argument("--weight-decay", type=float)
+    clf.add_argument("--dropout", type=float)
+    clf.add_argument("--label-smoothing", type=float)
+    clf.add_argument("--patience", type=_nonneg_int, help="early stopping on val macro-F1 after N epochs (0 = off)")
+    clf.add_argument("--class-balanced", action="store_true", help="sample batches class-balanced")
+    clf.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    clf.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    clf.add_argument("--seed", type=_nonneg_int)
+    clf.add_argument("--impl", choices=impls)
+    clf.add_argument("--device", choices=["cpu", "cuda"])
+    clf.add_argument("--no-progress", action="store_true")
+    clf.set_defaults(func=cmd_train_classifier)
+
+    ev = sub.add_parser("evaluate", help="metrics.json and plots of a classifier run on a split")
+    ev.add_argument("--model", required=True, help="classifier run directory")
+    ev.add_argument("--data", help="dataset SPEC (default: the one the model was trained on)")
+    ev.add_argument("--split", choices=["train", "val", "test"], default="test")
+    ev.add_argument("--out", help="output directory (default: the run directory)")
+    ev.add_argument("--no-plots", action="store_true")
+    ev.add_argument("--device", choices=["cpu", "cuda"])
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 
