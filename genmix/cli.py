@@ -161,6 +161,43 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _run_pipeline(cfg, out_hint: str) -> int:
+    from genmix.pipeline import run_experiment
+
+    path = run_experiment(cfg, progress=not cfg_quiet(cfg), log=lambda text: print(text, file=sys.stderr))
+    print(f"genmix: report written to {path}")
+    return 0
+
+
+def cfg_quiet(cfg) -> bool:
+    return bool(getattr(cfg, "_quiet", False))
+
+
+def cmd_experiment(args) -> int:
+    from genmix.pipeline import load_config_file, make_config
+
+    file_values = load_config_file(args.config) if args.config else {}
+    preset = args.preset or file_values.pop("preset", None) or "cpu"
+    flags = dict(data=args.data, out=args.out, seeds=args.seeds, folds=args.folds, model=args.model,
+                 epochs=args.epochs, device=args.device, impl=args.impl,
+                 strategies=args.strategies.split(",") if args.strategies else None)
+    if flags["data"] is None and "data" not in file_values:
+        raise ValueError("--data is required (or `data = ...` in the --config file)")
+    if flags["out"] is None and "out" not in file_values:
+        raise ValueError("--out is required (or `out = ...` in the --config file)")
+    cfg = make_config(preset, file_values, flags)
+    cfg._quiet = args.no_progress
+    return _run_pipeline(cfg, cfg.out)
+
+
+def cmd_demo(args) -> int:
+    from genmix.pipeline import make_config
+
+    cfg = make_config(args.preset, {}, dict(data="phantom", out=args.out, device=args.device))
+    cfg._quiet = args.no_progress
+    return _run_pipeline(cfg, cfg.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genmix", description="Generative mixup for medical image classification.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -252,6 +289,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-plots", action="store_true")
     ev.add_argument("--device", choices=["cpu", "cuda"])
     ev.set_defaults(func=cmd_evaluate)
+
+    exp = sub.add_parser("experiment", help="the whole comparison on a dataset: GAN, synthesis, every "
+                                            "strategy, evaluation, report.md (resumable)")
+    exp.add_argument("--data", help="dataset SPEC")
+    exp.add_argument("--out", help="experiment directory")
+    exp.add_argument("--strategies", help=f"comma-separated, from {','.join(STRATEGIES)} "
+                                          "(default none,mixup,cutmix,synth,genmix,gemix)")
+    exp.add_argument("--folds", type=_nonneg_int, help="k-fold cross-validation over train+val (default: the data's split)")
+    exp.add_argument("--seeds", type=int, help="repeats with seeds 0..N-1")
+    exp.add_argument("--preset", choices=["tiny", "cpu", "gpu"], help="default cpu")
+    exp.add_argument("--model", choices=CLASSIFIERS)
+    exp.add_argument("--epochs", type=int)
+    exp.add_argument("--config", help="TOML file holding any of these settings (flags win)")
+    exp.add_argument("--impl", choices=impls)
+    exp.add_argument("--device", choices=["cpu", "cuda"])
+    exp.add_argument("--no-progress", action="store_true")
+    exp.set_defaults(func=cmd_experiment)
+
+    demo = sub.add_parser("demo", help="the whole pipeline on the embedded phantom dataset")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--preset", choices=["tiny", "cpu", "gpu"], default="cpu",
+                      help="cpu: minutes on a 2-core CPU (default); gpu: a real run")
+    demo.add_argument("--device", choices=["cpu", "cuda"])
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

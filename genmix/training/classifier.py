@@ -161,11 +161,12 @@ def _cosine_lr(step: int, total: int, warmup: int) -> float:
 # ---------------------------------------------------------------------------- training
 
 def train_classifier(data, out_dir, cfg: ClassifierConfig, *, resume=False, device=None, progress=True,
-                     max_epochs_this_call=None) -> dict:
+                     max_epochs_this_call=None, callback=None) -> dict:
     """Train (or resume) a classifier run; returns the summary (best epoch, val metrics).
 
     `data` is a dataset SPEC string or a loaded MedicalDataset (k-fold experiments pass their
     fold). `max_epochs_this_call` stops after that many epochs (interruption drills, tests).
+    `callback(step, total_steps)` is called after every step (a caller's progress display).
     """
     from tqdm import tqdm
 
@@ -295,6 +296,8 @@ def train_classifier(data, out_dir, cfg: ClassifierConfig, *, resume=False, devi
             loss_sum += loss.item() * len(idx)
             seen += len(idx)
             bar.update(1)
+            if callback is not None:
+                callback(state["step"], total_steps)
             bar.set_postfix(epoch=state["epoch"] + 1, loss=f"{loss_sum / seen:.4f}",
                             best_f1=f"{max(state['best_f1'], 0):.3f}")
         val_probs = predict(model, val.images, device=dev)

@@ -440,11 +440,12 @@ def load_generator(run_dir, device="cpu", *, ema=True):
 
 def train_gan(data_spec: str, out_dir, *, preset: str | None = "cpu-tiny", overrides: dict | None = None,
               resume: bool = False, device: str | None = None, progress: bool = True,
-              max_steps: int | None = None) -> Path:
+              max_steps: int | None = None, callback=None) -> Path:
     """Train (or resume) a GAN run in `out_dir`; returns the newest checkpoint's path.
 
     `max_steps` stops early after that many iterations (tests, interruption drills); the run
-    is then resumable like any other.
+    is then resumable like any other. `callback(images_seen, images_total)` is called after
+    every step (a caller's own progress display).
     """
     out_dir = Path(out_dir)
     info = gdist.init_from_env(device)
@@ -489,7 +490,8 @@ def train_gan(data_spec: str, out_dir, *, preset: str | None = "cpu-tiny", overr
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_json(config_path, cfg.to_dict())
     try:
-        return _train_loop(trainer, out_dir, progress=progress and info.is_main, max_steps=max_steps)
+        return _train_loop(trainer, out_dir, progress=progress and info.is_main, max_steps=max_steps,
+                           callback=callback)
     finally:
         gdist.shutdown()
 
@@ -512,7 +514,8 @@ def _snapshot(trainer: GANTrainer, out_dir: Path, stats: dict) -> Path | None:
     return path
 
 
-def _train_loop(trainer: GANTrainer, out_dir: Path, *, progress: bool, max_steps: int | None) -> Path:
+def _train_loop(trainer: GANTrainer, out_dir: Path, *, progress: bool, max_steps: int | None,
+                callback=None) -> Path:
     from tqdm import tqdm
 
     cfg = trainer.cfg
@@ -534,6 +537,8 @@ def _train_loop(trainer: GANTrainer, out_dir: Path, *, progress: bool, max_steps
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + v
         bar.update(cfg.batch)
+        if callback is not None:
+            callback(trainer.cur_nimg, total)
         elapsed = time.perf_counter() - start_time
         sec_per_kimg = elapsed / max((trainer.cur_nimg - start_nimg) / 1000, 1e-9)
         bar.set_postfix(kimg=f"{trainer.cur_nimg / 1000:.2f}", G=f"{stats['loss_G']:.3f}",

@@ -93,3 +93,41 @@ def synthesize(run_dir, out_path, *, per_class=None, balance=False, labels="oneh
         save_image_grid(grid, preview_path, nrow=cols)
         summary["preview"] = str(preview_path)
     return summary
+
+
+def interpolation_strip(run_dir, path, *, steps=8, rows_per_pair=2, seed=0, psi=1.0, device="cpu") -> Path:
+    """PNG of soft-label interpolations: for each pair of classes (a, b) and a few fixed latents,
+    images for labels (1-t)·e_a + t·e_b with t from 0 to 1 — what GeMix's soft labels ask of the
+    generator, made visible."""
+    from genmix.report.plots import save_image_grid
+    from genmix.training.gan import load_generator, sample_images
+
+    G, cfg = load_generator(run_dir, device)
+    k = cfg.num_classes
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)] or [(0, 0)]
+    t = torch.linspace(0, 1, steps)
+    labels = []
+    for a, b in pairs:
+        row = torch.zeros(steps, k)
+        row[:, a] += 1 - t
+        row[:, b] += t
+        labels += [row] * rows_per_pair
+    soft = torch.cat(labels)
+    # One latent per row, shared along the row, so only the label changes from left to right.
+    latents = torch.randn(len(pairs) * rows_per_pair, cfg.z_dim, generator=torch.Generator().manual_seed(seed))
+    images = []
+    for r in range(len(latents)):
+        z = latents[r:r + 1].repeat(steps, 1)
+        images.append(_sample_with_latents(G, cfg, z, soft[r * steps:(r + 1) * steps], psi, device))
+    grid = np.concatenate(images)
+    return save_image_grid(grid, path, nrow=steps)
+
+
+@torch.no_grad()
+def _sample_with_latents(G, cfg, z, c, psi, device):
+    from genmix.data import resize_images, tensor_to_images
+
+    kwargs = {"noise_mode": "const"} if cfg.arch == "stylegan2" else {}
+    images = tensor_to_images(G(z.to(device), c.to(device), truncation_psi=psi, **kwargs).float().cpu())
+    h, _ = cfg.data_resolution
+    return resize_images(images, h) if images.shape[1] != h else images
