@@ -1,0 +1,92 @@
+"""The main job end to end: `genmix demo` on the tiny preset, experiment resume after an
+interrupted stage, TOML configs, and one-line CLI errors."""
+
+import json
+
+import pytest
+
+from genmix.cli import main
+from genmix.pipeline import ExperimentConfig, load_config_file, make_config, run_experiment
+
+
+def test_demo_tiny_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    for strategy in ("none", "mixup", "cutmix", "synth", "genmix", "gemix"):
+        assert f"| {strategy} |" in report
+        assert (out / "runs" / strategy / "seed0" / "metrics.json").is_file()
+    assert "**" in report  # the best value per column is marked
+    assert "phantom" in report and "not patient data" in report
+    for fig in ("gan_samples.png", "soft_label_strip.png", "none_confusion_matrix.png", "genmix_features.png"):
+        assert (out / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
+    with __import__("numpy").load(out / "synthetic" / "gemix.npz") as syn:
+        assert syn["train_images"].shape[1:] == (64, 64)  # back at the dataset's own size
+        soft = syn["soft_labels"]
+        assert soft.shape[1] == 3 and abs(soft.sum(1) - 1).max() < 1e-5 and (soft.max(1) < 1).all()
+    fid = json.loads((out / "gan" / "fid.json").read_text())
+    assert fid["overall"]["fid"] >= 0 and len(fid["per_class"]) == 3
+    assert "report written" in capsys.readouterr().out
+
+
+def test_experiment_resumes_after_an_interrupted_stage(tmp_path, monkeypatch):
+    import genmix.training.classifier as classifier
+
+    cfg = make_config("tiny", {}, dict(data="phantom", out=str(tmp_path), strategies=["none", "genmix"], epochs=2,
+                                       fid=False))
+    real_train = classifier.train_classifier
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[1])
+        if "genmix" in str(args[1]):
+            real_train(*args, **dict(kwargs, max_epochs_this_call=1))
+            raise KeyboardInterrupt  # Ctrl-C (or a crash) in the middle of the genmix stage
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(classifier, "train_classifier", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, progress=False, log=lambda _: None)
+    none_metrics = tmp_path / "runs/none/seed0/metrics.json"
+    stamp = none_metrics.stat().st_mtime_ns
+    gan_done = (tmp_path / "gan/DONE").stat().st_mtime_ns
+    assert not (tmp_path / "runs/genmix/seed0/metrics.json").exists()
+
+    monkeypatch.setattr(classifier, "train_classifier", real_train)
+    report = run_experiment(cfg, progress=False, log=lambda _: None)
+    assert report.is_file()
+    # Finished stages were not redone; the interrupted one continued from its checkpoint.
+    assert none_metrics.stat().st_mtime_ns == stamp
+    assert (tmp_path / "gan/DONE").stat().st_mtime_ns == gan_done
+    history = [json.loads(line) for line in (tmp_path / "runs/genmix/seed0/history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_toml_config_and_precedence(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('data = "phantom"\nout = "x"\nstrategies = ["none", "mixup"]\nseeds = 2\nepochs = 3\n')
+    values = load_config_file(path)
+    cfg = make_config("tiny", values, dict(epochs=5))
+    assert cfg.strategies == ["none", "mixup"] and cfg.seeds == 2 and cfg.epochs == 5
+    assert not cfg.needs_gan
+    path.write_text("seeds = [")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config_file(path)
+    with pytest.raises(ValueError, match="unknown experiment settings: colour"):
+        ExperimentConfig.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="strategies"):
+        make_config("tiny", {}, dict(strategies=["none", "dropout"]))
+
+
+def test_experiment_cli_errors(tmp_path, capsys):
+    assert main(["experiment", "--out", str(tmp_path)]) == 1
+    assert "--data is required" in capsys.readouterr().err
+    assert main(["experiment", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o"),
+                 "--preset", "tiny", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("genmix: error:") and err.count("\n") == 1
+    assert main(["experiment", "--data", "phantom", "--out", str(tmp_path), "--config", str(tmp_path / "no.toml")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--preset", "huge"])
+    assert exc.value.code == 2
