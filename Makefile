@@ -6,8 +6,9 @@ PYTHON ?= python3
 install:            ## install genmix (CPU torch if none is present) and build its extension
 	PYTHON=$(PYTHON) scripts/install.sh
 
-demo: install       ## the main job (for now: what genmix can run on this machine)
+demo: install       ## the main job: GAN, synthesis, every mixing strategy, report (phantom data)
 	$(PYTHON) -m genmix info
+	$(PYTHON) -m genmix demo --out runs/demo --preset cpu
 
 test:               ## install with test tools, run C++ tests and the pytest suite
 	PYTHON=$(PYTHON) scripts/test.sh

@@ -238,3 +238,16 @@ def test_fp16_blocks_follow_fp32(monkeypatch):
     score.sum().backward()
     with pytest.raises(ValueError, match="conv_clamp"):
         Generator(Z_DIM, C_DIM, W_DIM, 32, 1, synthesis_kwargs=dict(SMALL, num_fp16_res=2))
+
+
+@pytest.mark.parametrize("resolution", [64, 128, 256])
+def test_large_resolutions(resolution):
+    tiny = dict(channel_base=512, channel_max=16)
+    g = Generator(Z_DIM, C_DIM, W_DIM, resolution, 3, synthesis_kwargs=tiny, mapping_kwargs=dict(num_layers=1))
+    d = Discriminator(C_DIM, resolution, 3, **tiny)
+    img = g(torch.randn(2, Z_DIM), soft_labels(2))
+    assert img.shape == (2, 3, resolution, resolution) and torch.isfinite(img).all()
+    score = d(img, soft_labels(2))
+    assert score.shape == (2, 1)
+    score.sum().backward()
+    assert all(p.grad is not None for p in g.parameters())  # D's score reaches every G weight

@@ -115,8 +115,8 @@ class GANConfig:
 # Presets: cpu-tiny finishes in minutes on 2 cores at 32x32 and already shows class structure on
 # small medical sets; gpu is a real run (StyleGAN2-ADA's small-dataset settings).
 PRESETS = {
-    "cpu-tiny": dict(resolution=32, z_dim=64, w_dim=128, mapping_layers=2, channel_base=4096,
-                     channel_max=128, batch=16, kimg=12, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05,
+    "cpu-tiny": dict(resolution=32, z_dim=64, w_dim=128, mapping_layers=2, channel_base=1024,
+                     channel_max=64, batch=16, kimg=8, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05,
                      ema_kimg=1.0, snapshot_kimg=2, ada_kimg=20, ada_interval=4),
     "gpu": dict(z_dim=512, w_dim=512, mapping_layers=2, channel_base=16384, channel_max=512,
                 num_fp16_res=4, conv_clamp=256, batch=64, kimg=3000, g_lr=0.0025, d_lr=0.0025,
