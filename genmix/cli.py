@@ -150,7 +150,7 @@ def cmd_evaluate(args) -> int:
     from genmix.metrics.evaluate import evaluate_run
 
     metrics = evaluate_run(args.model, args.data, split=args.split, out_dir=args.out,
-                           device=args.device or "cpu", plots=not args.no_plots)
+                           device=args.device or "cpu", plots=not args.no_plots, feature_method=args.features)
     auc = "n/a" if metrics["auc"] is None else f"{metrics['auc']:.4f}"
     print(f"genmix evaluate ({metrics['split']}, n={metrics['n']}): accuracy {metrics['accuracy']:.4f}  "
           f"macro-F1 {metrics['macro_f1']:.4f}  AUC {auc}  ECE {metrics['ece']:.4f}")
@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["train", "val", "test"], default="test")
     ev.add_argument("--out", help="output directory (default: the run directory)")
     ev.add_argument("--no-plots", action="store_true")
+    ev.add_argument("--features", choices=["pca", "tsne"], default="pca",
+                    help="2-D map of penultimate features: PCA (fast) or t-SNE")
     ev.add_argument("--device", choices=["cpu", "cuda"])
     ev.set_defaults(func=cmd_evaluate)
 

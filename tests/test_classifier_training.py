@@ -115,3 +115,31 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path, capsys):
     assert exc.value.code == 2
     assert main(["evaluate", "--model", str(tmp_path / "nothing")]) == 1
     assert "not a classifier run" in capsys.readouterr().err
+
+
+def _ddp_worker(rank, port, data, out, results):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    summary = train_classifier(data, out, _cfg(mix="mixup", epochs=1), device="cpu", progress=False)
+    torch.save(summary, os.path.join(results, f"rank{rank}.pt"))
+
+
+def test_two_process_ddp_training(tiny_data, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, _ = tiny_data
+    mp.start_processes(_ddp_worker, args=(port, data, str(tmp_path / "run"), str(tmp_path)), nprocs=2,
+                       join=True, start_method="spawn")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    # DDP keeps the replicas identical, so both processes validate the same model.
+    assert r0["best_f1"] == r1["best_f1"] and r0["epoch"] == r1["epoch"] == 1
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 1  # written once

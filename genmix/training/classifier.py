@@ -300,6 +300,7 @@ def train_classifier(data, out_dir, cfg: ClassifierConfig, *, resume=False, devi
                 callback(state["step"], total_steps)
             bar.set_postfix(epoch=state["epoch"] + 1, loss=f"{loss_sum / seen:.4f}",
                             best_f1=f"{max(state['best_f1'], 0):.3f}")
+        gdist.broadcast_buffers(model)
         val_probs = predict(model, val.images, device=dev)
         val_metrics = classification_metrics(val_probs, val.labels, cfg.class_names)
         state["epoch"] += 1

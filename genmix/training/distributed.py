@@ -73,6 +73,20 @@ def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
             dist.broadcast(tensor.data, src=src)
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (batch-norm running statistics) to every process.
+
+    DDP syncs buffers at the start of each forward, so after the last training step every
+    process holds statistics updated by its own batch; validating with rank 0's (the ones that
+    are saved) keeps every process's early-stopping decision identical.
+    """
+    if not _active():
+        return
+    with torch.no_grad():
+        for tensor in module.buffers():
+            dist.broadcast(tensor.data, src=src)
+
+
 def all_reduce_grads(module: torch.nn.Module) -> None:
     """Average gradients over processes in one flat all-reduce.
 
