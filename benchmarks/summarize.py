@@ -22,8 +22,8 @@ def summarize(path: str) -> str:
         f"Benchmarks from `{path}` ({data.get('datetime', '?')[:10]}), "
         f"machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}",
         "",
-        "| case | impl | mean ms | speed-up vs baseline | GB/s | % of copy bandwidth |",
-        "|---|---|---:|---:|---:|---:|",
+        "| case | impl | mean ms | speed-up vs baseline | GB/s | % of copy bandwidth | throughput |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for group in sorted(groups):
         rows = groups[group]
@@ -32,12 +32,18 @@ def summarize(path: str) -> str:
         for impl in sorted(rows, key=lambda name: (not rows[name][1].get("baseline", name == "ref"), name)):
             mean, info = rows[impl]
             speedup = f"{base_mean / mean:.2f}x" if base_mean else "-"
-            share = 100 * info["gbs"] / info["copy_gbs"]
-            lines.append(f"| {group} | {impl} | {mean * 1e3:.3f} | {speedup} | {info['gbs']:.1f} | {share:.0f}% |")
+            if "gbs" in info:  # kernel rows: achieved bandwidth against the copy roofline
+                bandwidth = f"{info['gbs']:.1f} | {100 * info['gbs'] / info['copy_gbs']:.0f}% | "
+            else:  # training-step rows: images/s, s/kimg and peak memory
+                bandwidth = (f"- | - | {info['images_per_s']:.1f} img/s, {info['s_per_kimg']:.1f} s/kimg, "
+                             f"peak {info['peak_memory_mb']:.0f} MB")
+            lines.append(f"| {group} | {impl} | {mean * 1e3:.3f} | {speedup} | {bandwidth} |")
     devices = sorted({info["device"] for rows in groups.values() for _, info in rows.values()})
-    copy = sorted({(info["device"], info["copy_gbs"]) for rows in groups.values() for _, info in rows.values()})
-    lines += ["", "Devices: " + "; ".join(devices) + ".",
-              "Copy bandwidth (read + write): " + "; ".join(f"{d}: {g:.1f} GB/s" for d, g in dict(copy).items()) + "."]
+    copy = sorted({(info["device"], info["copy_gbs"]) for rows in groups.values() for _, info in rows.values()
+                   if "copy_gbs" in info})
+    lines += ["", "Devices: " + "; ".join(devices) + "."]
+    if copy:
+        lines.append("Copy bandwidth (read + write): " + "; ".join(f"{d}: {g:.1f} GB/s" for d, g in dict(copy).items()) + ".")
     return "\n".join(lines) + "\n"
 
 
