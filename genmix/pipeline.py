@@ -33,7 +33,7 @@ class ExperimentConfig:
     folds: int = 0                  # k-fold cross-validation over train+val (0: the data's own split)
     preset: str = "cpu"
     model: str = "resnet18"
-    epochs: int = 6
+    epochs: int = 10
     batch: int = 64
     lr: float = 1e-3
     alpha: float | None = None      # GenMix/GeMix alpha (None: 0.3)
@@ -79,7 +79,7 @@ class ExperimentConfig:
 EXPERIMENT_PRESETS = {
     "tiny": dict(model="small_cnn", epochs=1, batch=32, gan_preset="cpu-tiny", gan_kimg=0.064,
                  fid_n=64, fid_extractor="random"),
-    "cpu": dict(model="resnet18", epochs=6, batch=64, gan_preset="cpu-tiny", gan_kimg=6, fid_n=500,
+    "cpu": dict(model="resnet18", epochs=10, batch=64, gan_preset="cpu-tiny", gan_kimg=8, fid_n=500,
                 fid_extractor="random"),
     "gpu": dict(model="resnet18", epochs=60, batch=128, gan_preset="gpu", gan_kimg=2000, fid_n=5000,
                 fid_extractor="auto", seeds=3),
