@@ -35,8 +35,9 @@ def summarize(path: str) -> str:
             if "gbs" in info:  # kernel rows: achieved bandwidth against the copy roofline
                 bandwidth = f"{info['gbs']:.1f} | {100 * info['gbs'] / info['copy_gbs']:.0f}% | "
             else:  # training-step rows: images/s, s/kimg and peak memory
-                bandwidth = (f"- | - | {info['images_per_s']:.1f} img/s, {info['s_per_kimg']:.1f} s/kimg, "
-                             f"peak {info['peak_memory_mb']:.0f} MB")
+                peak = info.get("peak_memory_mb")
+                bandwidth = (f"- | - | {info['images_per_s']:.1f} img/s, {info['s_per_kimg']:.1f} s/kimg"
+                             + (f", peak {peak:.0f} MB" if peak is not None else ""))
             lines.append(f"| {group} | {impl} | {mean * 1e3:.3f} | {speedup} | {bandwidth} |")
     devices = sorted({info["device"] for rows in groups.values() for _, info in rows.values()})
     copy = sorted({(info["device"], info["copy_gbs"]) for rows in groups.values() for _, info in rows.values()
