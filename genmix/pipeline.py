@@ -156,7 +156,7 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print) -> Path:
     cfg.validate()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    _save_json(out / "experiment.json", dataclasses.asdict(cfg))
     timings = _load_json(out / "timings.json", {})
     dataset = load_dataset(cfg.data, seed=0)
     log(dataset.summary())
@@ -222,7 +222,7 @@ def _stage_gan(cfg: ExperimentConfig, gan_dir: Path, bar: _Progress):
     train_gan(cfg.data, gan_dir, preset=cfg.gan_preset, overrides=overrides, resume=resume,
               device=cfg.device, progress=False, callback=bar.fraction)
     state = load_checkpoint(latest_checkpoint(gan_dir / "checkpoints"))
-    (gan_dir / "DONE").write_text(json.dumps({"kimg": state["cur_nimg"] / 1000}))
+    _save_json(gan_dir / "DONE", {"kimg": state["cur_nimg"] / 1000})
     return True
 
 

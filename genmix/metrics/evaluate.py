@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genmix._atomic import write_text
+from genmix._atomic import atomic_path, write_text
 
 __all__ = ["evaluate_run"]
 
@@ -53,7 +53,8 @@ def evaluate_run(model_dir, data=None, *, split="test", out_dir=None, device="cp
         metrics["plots"] = _plots(model, cfg, part, probs, features, out_dir, device, feature_method)
     write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     # The predictions themselves, for any later analysis (e.g. paired tests between strategies).
-    np.savez_compressed(out_dir / "predictions.npz", probs=probs, labels=part.labels)
+    with atomic_path(out_dir / "predictions.npz") as tmp:
+        np.savez_compressed(tmp, probs=probs, labels=part.labels)
     return metrics
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genmix._atomic import write_text
+from genmix._atomic import atomic_path, write_text
 
 __all__ = ["summarize_runs", "write_report"]
 
@@ -106,8 +106,8 @@ def _backends_used() -> str:
 
 def _copy(src: Path, dst: Path) -> bool:
     if src.is_file():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
         return True
     return False
 
