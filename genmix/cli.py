@@ -161,16 +161,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _run_pipeline(cfg, out_hint: str) -> int:
+def _run_pipeline(cfg, progress: bool) -> int:
     from genmix.pipeline import run_experiment
 
-    path = run_experiment(cfg, progress=not cfg_quiet(cfg), log=lambda text: print(text, file=sys.stderr))
+    path = run_experiment(cfg, progress=progress, log=lambda text: print(text, file=sys.stderr))
     print(f"genmix: report written to {path}")
     return 0
-
-
-def cfg_quiet(cfg) -> bool:
-    return bool(getattr(cfg, "_quiet", False))
 
 
 def cmd_experiment(args) -> int:
@@ -186,16 +182,14 @@ def cmd_experiment(args) -> int:
     if flags["out"] is None and "out" not in file_values:
         raise ValueError("--out is required (or `out = ...` in the --config file)")
     cfg = make_config(preset, file_values, flags)
-    cfg._quiet = args.no_progress
-    return _run_pipeline(cfg, cfg.out)
+    return _run_pipeline(cfg, progress=not args.no_progress)
 
 
 def cmd_demo(args) -> int:
     from genmix.pipeline import make_config
 
     cfg = make_config(args.preset, {}, dict(data="phantom", out=args.out, device=args.device))
-    cfg._quiet = args.no_progress
-    return _run_pipeline(cfg, cfg.out)
+    return _run_pipeline(cfg, progress=not args.no_progress)
 
 
 def build_parser() -> argparse.ArgumentParser:

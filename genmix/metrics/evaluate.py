@@ -83,6 +83,7 @@ def _feature_points(model, cfg, part, features, device):
     pick = rng.permutation(len(part.labels))[:FEATURE_POINTS]
     feats, kinds, labels = [features[pick]], ["real"] * len(pick), [part.labels[pick]]
     if cfg.synthetic and Path(cfg.synthetic).is_file():
+        from genmix.data import images_to_tensor
         from genmix.mixing import SyntheticPool
         from genmix.ops import mix_batch
 
@@ -91,7 +92,7 @@ def _feature_points(model, cfg, part, features, device):
         g = torch.Generator().manual_seed(cfg.seed)
         syn_idx = torch.randperm(len(pool), generator=g)[:n]
         syn_x, syn_y = pool.images[syn_idx], pool.soft_labels[syn_idx]
-        real_x = torch.from_numpy(np.ascontiguousarray(part.images[pick[:n]].transpose(0, 3, 1, 2))).float() / 127.5 - 1
+        real_x = images_to_tensor(part.images[pick[:n]])
         real_y = torch.nn.functional.one_hot(torch.from_numpy(part.labels[pick[:n]]), cfg.num_classes).float()
         m = min(len(real_x), n)
         mixed_x, mixed_y, _ = mix_batch(syn_x[:m], syn_y[:m], real_x[:m], real_y[:m], alpha=0.3, generator=g)

@@ -109,20 +109,17 @@ def all_reduce_grads(module: torch.nn.Module) -> None:
         offset += n
 
 
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum of `values` over processes (a copy; the input is left alone)."""
+    out = values.detach().clone()
+    if _active():
+        dist.all_reduce(out)
+    return out
+
+
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     """Mean of `values` over processes (a copy; the input is left alone)."""
-    out = values.detach().clone()
-    if _active():
-        dist.all_reduce(out)
-        out /= dist.get_world_size()
-    return out
-
-
-def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    out = values.detach().clone()
-    if _active():
-        dist.all_reduce(out)
-    return out
+    return all_reduce_sum(values) / (dist.get_world_size() if _active() else 1)
 
 
 def barrier() -> None:

@@ -386,10 +386,11 @@ class GANTrainer:
 
 @torch.no_grad()
 def sample_images(G, cfg: GANConfig, classes=None, *, soft_labels=None, seed=0, psi=1.0, batch=64,
-                  device="cpu", out_resolution=None) -> np.ndarray:
+                  device="cpu", out_resolution=None, latents=None) -> np.ndarray:
     """Generate uint8 NHWC images for class indices or soft-label rows, at the data's size.
 
-    Latents come from a generator seeded with `seed`, so the same call gives the same images.
+    Latents come from a generator seeded with `seed`, so the same call gives the same images,
+    unless `latents` (N, z_dim) are given (e.g. one latent held fixed while the label moves).
     """
     from genmix.data import resize_images, tensor_to_images
 
@@ -397,13 +398,16 @@ def sample_images(G, cfg: GANConfig, classes=None, *, soft_labels=None, seed=0, 
         classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
         soft_labels = F.one_hot(classes, cfg.num_classes).float()
     soft_labels = torch.as_tensor(soft_labels, dtype=torch.float32)
+    if latents is not None and tuple(latents.shape) != (len(soft_labels), cfg.z_dim):
+        raise ValueError(f"latents must have shape ({len(soft_labels)}, {cfg.z_dim}), got {tuple(latents.shape)}")
     rng = torch.Generator().manual_seed(int(seed))
     out = []
     was_training = G.training
     G.eval()
     for start in range(0, len(soft_labels), batch):
         c = soft_labels[start:start + batch].to(device)
-        z = torch.randn(len(c), cfg.z_dim, generator=rng).to(device)
+        z = (latents[start:start + batch] if latents is not None
+             else torch.randn(len(c), cfg.z_dim, generator=rng)).to(device)
         kwargs = {"noise_mode": "const"} if cfg.arch == "stylegan2" else {}
         out.append(tensor_to_images(G(z, c, truncation_psi=psi, **kwargs).float().cpu()))
     G.train(was_training)

@@ -115,19 +115,6 @@ def interpolation_strip(run_dir, path, *, steps=8, rows_per_pair=2, seed=0, psi=
     soft = torch.cat(labels)
     # One latent per row, shared along the row, so only the label changes from left to right.
     latents = torch.randn(len(pairs) * rows_per_pair, cfg.z_dim, generator=torch.Generator().manual_seed(seed))
-    images = []
-    for r in range(len(latents)):
-        z = latents[r:r + 1].repeat(steps, 1)
-        images.append(_sample_with_latents(G, cfg, z, soft[r * steps:(r + 1) * steps], psi, device))
-    grid = np.concatenate(images)
+    grid = sample_images(G, cfg, soft_labels=soft, latents=latents.repeat_interleave(steps, dim=0), psi=psi,
+                         device=device)
     return save_image_grid(grid, path, nrow=steps)
-
-
-@torch.no_grad()
-def _sample_with_latents(G, cfg, z, c, psi, device):
-    from genmix.data import resize_images, tensor_to_images
-
-    kwargs = {"noise_mode": "const"} if cfg.arch == "stylegan2" else {}
-    images = tensor_to_images(G(z.to(device), c.to(device), truncation_psi=psi, **kwargs).float().cpu())
-    h, _ = cfg.data_resolution
-    return resize_images(images, h) if images.shape[1] != h else images
