@@ -91,6 +91,20 @@ def test_resume_reproduces_the_next_step(tmp_path):
     assert b.cur_nimg == a.cur_nimg
 
 
+def test_replaced_non_finite_gradients_are_counted():
+    trainer = make_trainer()
+    stats = trainer.step()
+    assert stats["nonfinite_grads_G"] == 0 and stats["nonfinite_grads_D"] == 0
+    # An inf gradient on one weight (the loss itself stays finite) is replaced and reported.
+    weight = next(trainer.G.parameters()).requires_grad_(True)  # the D phase froze G
+    hook = weight.register_hook(lambda g: torch.where(torch.arange(g.numel()).view_as(g) == 0,
+                                                      torch.full_like(g, float("inf")), g))
+    stats = trainer.step()
+    hook.remove()
+    assert stats["nonfinite_grads_G"] == 1 and stats["nonfinite_grads_D"] == 0
+    assert torch.isfinite(weight).all()
+
+
 def test_non_finite_loss_stops_with_clear_message():
     trainer = make_trainer()
     trainer.step()

@@ -254,7 +254,7 @@ class GANTrainer:
         stats["loss_G"] = loss_G.detach()
         if cfg.pl_weight > 0 and self.step_index % cfg.pl_interval == 0:
             stats["pl_penalty"] = self._path_length_step()
-        self._finish(self.G, self.opt_G)
+        stats["nonfinite_grads_G"] = self._finish(self.G, self.opt_G)
 
         # D main: fakes down, reals up.
         self.G.requires_grad_(False)
@@ -275,7 +275,7 @@ class GANTrainer:
             self.ada.accumulate(real_logits.detach())
         if self.step_index % cfg.r1_interval == 0:
             stats["r1_penalty"] = self._r1_step(real, real_c)
-        self._finish(self.D, self.opt_D)
+        stats["nonfinite_grads_D"] = self._finish(self.D, self.opt_D)
 
         if self.ada is not None:
             rt = self.ada.update(reduce=gdist.all_reduce_sum)
@@ -311,14 +311,18 @@ class GANTrainer:
         (penalty.mean() * cfg.pl_weight * cfg.pl_interval).backward()
         return penalty.detach().mean()
 
-    def _finish(self, module, opt):
+    def _finish(self, module, opt) -> torch.Tensor:
+        """Average gradients over processes and step; returns how many gradient entries were
+        non-finite. Those are replaced (NaN -> 0, inf -> +-1e5) because a single inf would poison
+        Adam's moments for good; the count goes into the step's statistics (log.jsonl), so the
+        replacement is never silent."""
         gdist.all_reduce_grads(module)
-        for p in module.parameters():
-            if p.grad is not None:
-                # A single inf gradient would poison Adam's moments for good; the loss check
-                # after the step reports it.
-                torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        bad = sum((~torch.isfinite(g)).sum() for g in grads) if grads else torch.zeros([], dtype=torch.long)
+        for g in grads:
+            torch.nan_to_num_(g, nan=0.0, posinf=1e5, neginf=-1e5)
         opt.step()
+        return bad
 
     def _update_ema(self):
         cfg = self.cfg
