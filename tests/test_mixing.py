@@ -360,3 +360,54 @@ def test_gpu_dirichlet_matches_reference(impl):
     conc = (torch.rand(1000, 6, dtype=torch.float64) * 10 + 0.05).cuda()
     torch.testing.assert_close(sample_dirichlet(conc, generator=3, impl=impl),
                                sample_dirichlet(conc, generator=3, impl="ref"), rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------- gemix_labels: the paper's and the code's rule
+
+@pytest.mark.parametrize("name, alias, classes", [
+    ("paper", "blend", torch.tensor([[0, 2], [1, 3], [3, 0]]).repeat(50, 1)),
+    ("paper", "blend", None),
+    ("code", "single", torch.tensor([0, 1, 2]).repeat(50)),
+    ("code", "single", None),
+])
+def test_gemix_mode_names_and_aliases_agree(name, alias, classes):
+    kwargs = dict(classes=classes, maj=8.0, min=0.5, beta=0.7)
+    a = gemix_labels(150, 4, mode=name, generator=torch.Generator().manual_seed(3), **kwargs)
+    b = gemix_labels(150, 4, mode=alias, generator=torch.Generator().manual_seed(3), **kwargs)
+    assert torch.equal(a, b)
+
+
+def test_gemix_default_mode_is_the_paper_rule():
+    a = gemix_labels(200, 3, generator=5)
+    assert torch.equal(a, gemix_labels(200, 3, mode="paper", generator=5))
+    assert not torch.equal(a, gemix_labels(200, 3, mode="code", generator=5))
+
+
+def test_gemix_code_rule_class_means():
+    # One Dirichlet(maj on the class, min elsewhere): E[y_c] = maj / (maj + (K - 1) min).
+    k, maj, mn, n = 5, 6.0, 0.8, 20000
+    y = gemix_labels(n, k, classes=1, maj=maj, min=mn, mode="code", generator=11)
+    s = maj + (k - 1) * mn  # 9.2
+    expected = torch.full((k,), mn / s)
+    expected[1] = maj / s  # 0.652...
+    assert torch.allclose(y.mean(0), expected, atol=0.005)
+
+
+def test_gemix_paper_rule_class_means_and_blend_weight():
+    # lam * Dir(maj on a) + (1 - lam) * Dir(maj on b), lam ~ Beta(beta, beta), E[lam] = 1/2:
+    # E[y_a] = E[y_b] = (maj + min) / (2 S), others min / S, with S = maj + (K - 1) min.
+    k, maj, mn, n = 4, 9.0, 1.0, 20000
+    y = gemix_labels(n, k, classes=[2, 0], maj=maj, min=mn, beta=2.0, mode="paper", generator=12)
+    s = maj + (k - 1) * mn  # 12
+    expected = torch.tensor([(maj + mn) / (2 * s), mn / s, (maj + mn) / (2 * s), mn / s])
+    assert torch.allclose(y.mean(0), expected, atol=0.006)
+    # With a very peaked Dirichlet, y_a is almost lam itself: Var[Beta(2, 2)] = 1 / 20.
+    sharp = gemix_labels(n, k, classes=[2, 0], maj=1e4, min=1e-3, beta=2.0, mode="paper", generator=13)
+    assert abs(sharp[:, 2].var().item() - 1 / 20) < 0.003
+
+
+def test_gemix_mode_error_lists_the_names():
+    with pytest.raises(ValueError, match="'paper', 'blend', 'code', 'single'"):
+        gemix_labels(4, 3, mode="both")
+    with pytest.raises(ValueError, match="mode must be"):
+        gemix_labels(4, 3, mode=None)

@@ -114,14 +114,30 @@ def sample_beta(n, a, b, *, generator=None, device=None, impl="auto"):
 
 # ------------------------------------------------------------------------------ gemix_labels
 
-def gemix_labels(n, num_classes, *, classes=None, maj=10.0, min=1.0, beta=1.0, mode="blend",
+# Accepted `mode` names of gemix_labels and the rule each one means ("blend" and "single" are
+# the earlier names, kept as aliases).
+GEMIX_LABEL_MODES = {"paper": "paper", "blend": "paper", "code": "code", "single": "code"}
+
+
+def gemix_labels(n, num_classes, *, classes=None, maj=10.0, min=1.0, beta=1.0, mode="paper",
                  generator=None, device=None, impl="auto"):
     """GeMix soft labels: (n, num_classes) rows on the simplex, to condition a generator on.
 
-    mode="blend": each sample takes two classes (columns of `classes`, shape (n, 2) or (2,),
-    or two distinct uniform ones), draws a Dirichlet vector concentrated on each (concentration
-    `maj` on its class, `min` elsewhere) and blends them with lambda ~ Beta(beta, beta).
-    mode="single": one biased Dirichlet vector per sample (`classes` of shape (n,) or an int).
+    Two label rules, named after where they come from (S = maj + (K - 1) * min, K = num_classes):
+
+    mode="paper" (alias "blend", the default): the rule the GeMix paper describes. Each sample
+    takes two classes (columns of `classes`, shape (n, 2) or (2,), or two distinct uniformly
+    drawn ones), draws one Dirichlet vector concentrated on each (concentration `maj` on its
+    class, `min` elsewhere) and blends them, lam * d_1 + (1 - lam) * d_2 with
+    lam ~ Beta(beta, beta). As E[lam] = 1/2, each of the two classes has mean (maj + min) / (2 S)
+    and every other class min / S.
+
+    mode="code" (alias "single"): the rule of the public GeMix code. One Dirichlet vector per
+    sample, concentration `maj` on the chosen class (`classes` of shape (n,) or an int, or a
+    uniformly drawn one) and `min` elsewhere; `beta` is not used. The chosen class has mean
+    maj / S, every other class min / S.
+
+    For the same generator, "paper" and "blend" give identical output, as do "code" and "single".
     """
     op = "gemix_labels"
     n, num_classes = int(n), int(num_classes)
@@ -132,9 +148,10 @@ def gemix_labels(n, num_classes, *, classes=None, maj=10.0, min=1.0, beta=1.0, m
     for name, value in (("maj", maj), ("min", min), ("beta", beta)):
         if not float(value) > 0:
             raise ValueError(f"{op}: {name} must be > 0, got {value}")
-    if mode not in ("blend", "single"):
-        raise ValueError(f"{op}: mode must be 'blend' or 'single', got {mode!r}")
-    picks = 2 if mode == "blend" else 1
+    if not isinstance(mode, str) or mode not in GEMIX_LABEL_MODES:
+        raise ValueError(f"{op}: mode must be one of {', '.join(map(repr, GEMIX_LABEL_MODES))}, got {mode!r}")
+    mode = GEMIX_LABEL_MODES[mode]
+    picks = 2 if mode == "paper" else 1
     generator = as_generator(generator)
     chosen = _gemix_classes(op, n, num_classes, classes, picks, generator, device)
 
@@ -142,7 +159,7 @@ def gemix_labels(n, num_classes, *, classes=None, maj=10.0, min=1.0, beta=1.0, m
         conc = torch.full((n, num_classes), float(min), device=chosen.device)
         return conc.scatter_(1, cls[:, None], float(maj))
 
-    if mode == "single":
+    if mode == "code":
         return sample_dirichlet(biased(chosen[:, 0]), generator=generator, impl=impl)
     pair = sample_dirichlet(torch.cat([biased(chosen[:, 0]), biased(chosen[:, 1])]), generator=generator, impl=impl)
     lam = sample_beta(n, beta, beta, generator=generator, device=chosen.device, impl=impl)[:, None]
@@ -163,7 +180,7 @@ def _gemix_classes(op, n, num_classes, classes, picks, generator, device):
         classes = classes.reshape(-1, 1).expand(n, 1) if classes.numel() == 1 else classes.reshape(-1, 1)
     elif picks == 2 and classes.ndim == 1:
         if classes.numel() != 2:
-            raise ValueError(f"{op}: classes must be a pair (2,) or (n, 2) for mode='blend', got shape {tuple(classes.shape)}")
+            raise ValueError(f"{op}: classes must be a pair (2,) or (n, 2) for mode='paper', got shape {tuple(classes.shape)}")
         classes = classes.reshape(1, 2).expand(n, 2)
     if classes.shape != (n, picks):
         raise ValueError(f"{op}: classes must have shape ({n}, {picks}), got {tuple(classes.shape)}")
