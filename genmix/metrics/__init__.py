@@ -22,6 +22,7 @@ from genmix.metrics.fid import (
     get_extractor,
     kernel_inception_distance,
 )
+from genmix.metrics.precision_recall import knn_radii, precision_recall, precision_recall_per_class
 
 __all__ = [
     "METRIC_KEYS",
@@ -45,3 +46,4 @@ __all__ = [
     "reliability_bins",
     "roc_curve",
 ]
+__all__ += ["knn_radii", "precision_recall", "precision_recall_per_class"]
