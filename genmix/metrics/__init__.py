@@ -22,6 +22,7 @@ from genmix.metrics.fid import (
     get_extractor,
     kernel_inception_distance,
 )
+from genmix.metrics.paired import paired_difference, t_interval
 from genmix.metrics.precision_recall import knn_radii, precision_recall, precision_recall_per_class
 
 __all__ = [
@@ -42,8 +43,10 @@ __all__ = [
     "get_extractor",
     "kernel_inception_distance",
     "negative_log_likelihood",
+    "paired_difference",
     "per_class_metrics",
     "reliability_bins",
     "roc_curve",
+    "t_interval",
 ]
 __all__ += ["knn_radii", "precision_recall", "precision_recall_per_class"]
