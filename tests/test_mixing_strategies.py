@@ -315,3 +315,26 @@ def test_strategies_on_gpu(strategy):
     x_mix, y_soft = make_mixer(strategy, K, synthetic=pool, generator=seeded())(x.cuda(), y.cuda())
     assert x_mix.is_cuda and y_soft.is_cuda
     assert_simplex(y_soft.cpu())
+
+
+def test_registry_states_each_strategy_once():
+    from genmix.mixing import get_strategy, register
+    from genmix.mixing.registry import Strategy
+
+    assert get_strategy("genmix").default_alpha == 0.3 and get_strategy("genmix").synthetic == "onehot"
+    assert get_strategy("gemix").synthetic == "soft" and get_strategy("gemix").pooled
+    assert get_strategy("synth").needs_synthetic and not get_strategy("synth").pooled
+    assert get_strategy("none").default_alpha is None and not get_strategy("mixup").needs_synthetic
+    with pytest.raises(ValueError, match="already registered"):
+        register(Strategy("mixup", BatchMixer))
+    with pytest.raises(ValueError, match="unknown mixing strategy"):
+        get_strategy("manifold_mixup")
+
+
+def test_mixing_package_has_no_import_cycle():
+    import subprocess
+    import sys
+
+    # base.py must not need the strategy modules (they build on it): importing it alone works.
+    code = "import genmix.mixing.base as b; assert not hasattr(b, 'make_mixer')"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -3,11 +3,13 @@
 `make_mixer(strategy, num_classes, ...)` gives a BatchMixer for any training loop:
 `x_mix, y_soft = mixer(x, y)`, then `loss = mixer.loss(model(x_mix), y_soft)`. Strategies:
 none, mixup, cutmix, augmix (per batch), synth (synthetic images appended to the data set with
-`append_synthetic`), genmix and gemix (real images blended with a SyntheticPool).
+`append_synthetic`), genmix and gemix (real images blended with a SyntheticPool). The
+strategies and what each needs are listed once, in `genmix.mixing.registry`.
 """
 
-from genmix.mixing.base import STRATEGIES, BatchMixer, make_mixer, to_soft_labels
+from genmix.mixing.base import BatchMixer, to_soft_labels
 from genmix.mixing.pool import SyntheticPool
+from genmix.mixing.registry import STRATEGIES, Strategy, get_strategy, make_mixer, register
 from genmix.mixing.sampler import class_balanced_sampler
 from genmix.mixing.synthetic import append_synthetic
 from genmix.models.classifiers import soft_cross_entropy
@@ -15,10 +17,13 @@ from genmix.models.classifiers import soft_cross_entropy
 __all__ = [
     "STRATEGIES",
     "BatchMixer",
+    "Strategy",
     "SyntheticPool",
     "append_synthetic",
     "class_balanced_sampler",
+    "get_strategy",
     "make_mixer",
+    "register",
     "soft_cross_entropy",
     "to_soft_labels",
 ]

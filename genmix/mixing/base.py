@@ -16,14 +16,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from genmix.mixing.pool import SyntheticPool
 from genmix.models.classifiers import soft_cross_entropy
 
-__all__ = ["BatchMixer", "STRATEGIES", "make_mixer", "to_soft_labels"]
-
-STRATEGIES = ("none", "mixup", "cutmix", "augmix", "synth", "genmix", "gemix")
-# Strategies that blend every batch with images drawn from a SyntheticPool.
-POOLED = ("genmix", "gemix")
+__all__ = ["BatchMixer", "to_soft_labels"]
 
 
 class BatchMixer:
@@ -110,42 +105,3 @@ def random_permutation(n: int, generator: Optional[torch.Generator], device) -> 
 def uniform(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
     """U[0, 1) samples on `device`, drawn from `generator`."""
     return torch.rand(shape, generator=generator, device=generator_device(generator), dtype=dtype).to(device)
-
-
-def make_mixer(strategy: str, num_classes: int, *, alpha: Optional[float] = None,
-               synthetic: Optional[SyntheticPool] = None, generator: Optional[torch.Generator] = None,
-               impl: str = "auto", **kw) -> BatchMixer:
-    """The BatchMixer for `strategy` (one of STRATEGIES).
-
-    alpha: the strategy's mixing parameter (None: its default; ignored by "none" and "synth").
-    synthetic: the SyntheticPool that "genmix" and "gemix" draw from (ignored by the others).
-    impl: the backend of the fused ops (see genmix.ops). Further keywords go to the strategy's
-    class, e.g. per_sample=True for "cutmix" or severity=3 for "augmix".
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy: unknown mixing strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if synthetic is not None and not isinstance(synthetic, SyntheticPool):
-        raise TypeError(f"synthetic must be a SyntheticPool or None, got {type(synthetic).__name__}")
-    cls = _strategy_classes()[strategy]
-    common = dict(generator=generator, impl=impl, **kw)
-    if strategy not in ("none", "synth") and alpha is not None:
-        common["alpha"] = alpha
-    if strategy in POOLED:
-        if synthetic is None:
-            raise ValueError(f"synthetic: strategy {strategy!r} mixes real with synthetic images and needs a "
-                             "SyntheticPool (e.g. SyntheticPool.from_npz(path, num_classes))")
-        return cls(num_classes, synthetic, **common)
-    return cls(num_classes, **common)
-
-
-def _strategy_classes() -> dict:
-    # Imported here because every strategy module builds on this one.
-    from genmix.mixing.augmix import AugMix
-    from genmix.mixing.cutmix import CutMix
-    from genmix.mixing.gemix import GeMix
-    from genmix.mixing.genmix import GenMix
-    from genmix.mixing.mixup import Mixup
-    from genmix.mixing.synthetic import SyntheticMixer
-
-    return {"none": BatchMixer, "mixup": Mixup, "cutmix": CutMix, "augmix": AugMix,
-            "synth": SyntheticMixer, "genmix": GenMix, "gemix": GeMix}

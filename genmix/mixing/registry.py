@@ -1,0 +1,113 @@
+"""The one list of mixing strategies: name, class, default alpha, and the synthetic set it needs.
+
+The default alpha is the strategy class's own keyword default, read from its signature.
+
+Pipeline, classifier training and CLI read this table and nothing else, so adding a strategy is
+one module (its BatchMixer subclass) and one `register` line below.
+
+`synthetic` says which synthetic set the strategy trains with: "none" (real images only),
+"onehot" (images generated from one-hot labels) or "soft" (GeMix soft-label images). `pooled`
+strategies draw from a SyntheticPool every batch; "synth" appends its set to the data instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from genmix.mixing.augmix import AugMix
+from genmix.mixing.base import BatchMixer
+from genmix.mixing.cutmix import CutMix
+from genmix.mixing.gemix import GeMix
+from genmix.mixing.genmix import GenMix
+from genmix.mixing.mixup import Mixup
+from genmix.mixing.pool import SyntheticPool
+from genmix.mixing.synthetic import SyntheticMixer
+
+__all__ = ["STRATEGIES", "Strategy", "get_strategy", "make_mixer", "register"]
+
+SYNTHETIC_SETS = ("none", "onehot", "soft")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    cls: type
+    synthetic: str = "none"          # which synthetic set it needs (SYNTHETIC_SETS)
+    pooled: bool = False             # blends every batch with images drawn from a SyntheticPool
+    summary: str = ""
+
+    @property
+    def default_alpha(self) -> Optional[float]:
+        """The class's own default for `alpha` (None: the strategy takes no mixing parameter),
+        read from its signature so the number lives in one place."""
+        param = inspect.signature(self.cls.__init__).parameters.get("alpha")
+        return None if param is None else param.default
+
+    @property
+    def needs_synthetic(self) -> bool:
+        return self.synthetic != "none"
+
+
+_REGISTRY: dict = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    if strategy.name in _REGISTRY:
+        raise ValueError(f"strategy {strategy.name!r} is already registered")
+    if strategy.synthetic not in SYNTHETIC_SETS:
+        raise ValueError(f"synthetic must be one of {SYNTHETIC_SETS}, got {strategy.synthetic!r}")
+    if not issubclass(strategy.cls, BatchMixer):
+        raise TypeError(f"{strategy.cls.__name__} must subclass BatchMixer")
+    _REGISTRY[strategy.name] = strategy
+    return strategy
+
+
+register(Strategy("none", BatchMixer, summary="real batches as they are"))
+register(Strategy("mixup", Mixup, summary="pairs of real images, lam ~ Beta(a, a)"))
+register(Strategy("cutmix", CutMix, summary="a box of another real image, area ~ Beta(a, a)"))
+register(Strategy("augmix", AugMix, summary="chains of augmentations mixed, JSD consistency loss"))
+register(Strategy("synth", SyntheticMixer, synthetic="onehot",
+                  summary="synthetic images appended to the training set"))
+register(Strategy("genmix", GenMix, synthetic="onehot", pooled=True,
+                  summary="real image blended with a same-class synthetic one, lam ~ Beta(a, 1)"))
+register(Strategy("gemix", GeMix, synthetic="soft", pooled=True,
+                  summary="real image blended with a soft-label synthetic one, lam ~ Beta(a, 1)"))
+
+STRATEGIES = tuple(_REGISTRY)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The registered strategy `name`, or a ValueError listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"strategy: unknown mixing strategy {name!r}; choose one of "
+                         f"{', '.join(_REGISTRY)}") from None
+
+
+def make_mixer(strategy: str, num_classes: int, *, alpha: Optional[float] = None,
+               synthetic: Optional[SyntheticPool] = None, generator: Optional[torch.Generator] = None,
+               impl: str = "auto", **kw) -> BatchMixer:
+    """The BatchMixer for `strategy` (one of STRATEGIES).
+
+    alpha: the strategy's mixing parameter (None: its registered default; ignored by strategies
+    that take none). synthetic: the SyntheticPool that pooled strategies ("genmix", "gemix")
+    draw from. impl: the backend of the fused ops (see genmix.ops). Further keywords go to the
+    strategy's class, e.g. per_sample=True for "cutmix" or severity=3 for "augmix".
+    """
+    spec = get_strategy(strategy)
+    if synthetic is not None and not isinstance(synthetic, SyntheticPool):
+        raise TypeError(f"synthetic must be a SyntheticPool or None, got {type(synthetic).__name__}")
+    common = dict(generator=generator, impl=impl, **kw)
+    if spec.default_alpha is not None and alpha is not None:
+        common["alpha"] = alpha
+    if spec.pooled:
+        if synthetic is None:
+            raise ValueError(f"synthetic: strategy {strategy!r} mixes real with synthetic images and needs a "
+                             "SyntheticPool (e.g. SyntheticPool.from_npz(path, num_classes))")
+        return spec.cls(num_classes, synthetic, **common)
+    return spec.cls(num_classes, **common)
