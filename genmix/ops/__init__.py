@@ -5,6 +5,7 @@ Every op takes `impl="auto"|"cuda"|"triton"|"cpp"|"ref"`; see `backends()` for w
 
 from genmix.ops._backend import IMPLS, BackendUnavailable
 from genmix.ops._backend import report as _report
+from genmix.ops._backend import reset_usage, usage
 from genmix.ops.bias_act import ACTIVATIONS, bias_act
 from genmix.ops.mixing import gemix_labels, mix_batch, sample_beta, sample_dirichlet
 from genmix.ops.modulated_conv2d import modulated_conv2d
@@ -34,8 +35,10 @@ __all__ = [
     "gemix_labels",
     "mix_batch",
     "modulated_conv2d",
+    "reset_usage",
     "sample_beta",
     "sample_dirichlet",
     "setup_filter",
     "upfirdn2d",
+    "usage",
 ]

@@ -118,7 +118,7 @@ ArgCheck = Callable[[str], Optional[str]]
 
 
 def select_impl(op: str, impl: str, device: torch.device, unsupported: ArgCheck) -> str:
-    """Resolve `impl` for one call of `op`.
+    """Resolve `impl` for one call of `op`, and count what ran (see `usage`).
 
     `unsupported(name)` returns why backend `name` cannot handle this call's arguments
     (dtype, filter gradient, ...) or None.
@@ -126,14 +126,57 @@ def select_impl(op: str, impl: str, device: torch.device, unsupported: ArgCheck)
     if impl != "auto" and impl not in IMPLS:
         raise ValueError(f"{op}: impl must be 'auto' or one of {IMPLS}, got {impl!r}")
     if impl == "auto":
+        reasons = []
         for name in PREFERENCE.get(device.type, ()):
-            if unavailable_reason(name, device) is None and unsupported(name) is None:
+            if name == "ref":
+                break
+            why = unavailable_reason(name, device) or unsupported(name)
+            if why is None:
+                _count(op, name)
                 return name
+            reasons.append(f"{name}: {why}")
+        _count(op, "ref", "; ".join(reasons) or None)
         return "ref"
     reason = unavailable_reason(impl, device) or unsupported(impl)
     if reason is not None:
         raise BackendUnavailable(f"{op}: impl={impl!r} cannot run here: {reason}")
+    _count(op, impl)
     return impl
+
+
+# What ran: calls per op and implementation, and why `auto` fell back to `ref`, so a log or a
+# report can state the kernels a run really used rather than the ones that were built.
+_calls: dict = {}
+_fallbacks: dict = {}
+
+
+def _count(op: str, impl: str, fallback_reason: Optional[str] = None) -> None:
+    key = (op, impl)
+    _calls[key] = _calls.get(key, 0) + 1
+    if fallback_reason is not None:
+        key = (op, fallback_reason)
+        _fallbacks[key] = _fallbacks.get(key, 0) + 1
+
+
+def usage(reset: bool = False) -> dict:
+    """{"calls": {op: {impl: n}}, "fallbacks": {op: {reason: n}}} since the last reset.
+
+    "fallbacks" counts the calls for which `auto` ran `ref` although a faster implementation is
+    preferred on that device, with the reasons each preferred one was passed over.
+    """
+    out = {"calls": {}, "fallbacks": {}}
+    for (op, impl), n in sorted(_calls.items()):
+        out["calls"].setdefault(op, {})[impl] = n
+    for (op, reason), n in sorted(_fallbacks.items()):
+        out["fallbacks"].setdefault(op, {})[reason] = n
+    if reset:
+        reset_usage()
+    return out
+
+
+def reset_usage() -> None:
+    _calls.clear()
+    _fallbacks.clear()
 
 
 def report(op_checks: dict) -> dict:
