@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from sklearn import metrics as skm
 
 from genmix.metrics import (
     METRIC_KEYS,
@@ -29,6 +30,7 @@ from genmix.metrics import (
     roc_curve,
 )
 from genmix.metrics import fid as fid_module
+from genmix.metrics.classification import _batched_rank_auc
 
 # ------------------------------------------------------------------ a hand-made 3-class case
 #
@@ -124,10 +126,6 @@ def test_perfect_predictions():
     assert m["nll"] == pytest.approx(0.0, abs=1e-12)
 
 
-def trapezoid_area(tpr, fpr):
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
 def test_roc_curve_and_auc_with_ties():
     # positives score 0.5, 0.5; negatives 0.5, 0.1: pairs 1/2 + 1 + 1/2 + 1 -> 3/4
     scores = np.array([0.5, 0.5, 0.5, 0.1])
@@ -136,7 +134,7 @@ def test_roc_curve_and_auc_with_ties():
     assert thresholds.tolist() == [np.inf, 0.5, 0.1]
     assert tpr.tolist() == [0.0, 1.0, 1.0]
     assert fpr.tolist() == [0.0, 0.5, 1.0]
-    assert trapezoid_area(tpr, fpr) == pytest.approx(0.75)
+    assert skm.auc(fpr, tpr) == pytest.approx(0.75)
     probs = np.stack([1 - scores, scores], axis=1)
     assert auc_ovr(probs, positives.astype(int)) == pytest.approx((0.75 + 0.75) / 2)
     with pytest.raises(ValueError, match="positives"):
@@ -157,14 +155,45 @@ def test_auc_ovr_skips_absent_class():
     assert classification_metrics(probs, np.zeros(4, dtype=int), NAMES)["auc"] is None
 
 
-def test_auc_matches_roc_area_on_random_ties():
+def test_roc_and_auc_match_sklearn_on_random_ties():
     rng = np.random.default_rng(3)
     scores = rng.integers(0, 5, size=200) / 4.0  # heavy ties
     positives = rng.random(200) < 0.3
-    fpr, tpr, _ = roc_curve(scores, positives)
+    fpr, tpr, thresholds = roc_curve(scores, positives)
+    ref_fpr, ref_tpr, ref_thresholds = skm.roc_curve(positives, scores, drop_intermediate=False)
+    assert np.array_equal(fpr, ref_fpr) and np.array_equal(tpr, ref_tpr)
+    assert np.array_equal(thresholds, ref_thresholds) and thresholds[0] == np.inf
+    assert len(thresholds) == len(np.unique(scores)) + 1  # every distinct score is a threshold
     probs = np.stack([1 - scores, scores], axis=1)
     per_class = auc_ovr(probs, positives.astype(int))  # both columns give the same AUC
-    assert per_class == pytest.approx(trapezoid_area(tpr, fpr))
+    assert per_class == pytest.approx(skm.roc_auc_score(positives, scores))
+    assert per_class == pytest.approx(skm.auc(fpr, tpr))
+
+
+def test_auc_ovr_matches_sklearn_multiclass():
+    probs, labels = noisy_classifier(150, k=4, seed=2)
+    assert auc_ovr(probs, labels) == pytest.approx(skm.roc_auc_score(labels, probs, multi_class="ovr",
+                                                                     average="macro"))
+
+
+def test_batched_rank_auc_used_by_the_bootstrap_equals_sklearn():
+    rng = np.random.default_rng(11)
+    scores = rng.integers(0, 6, size=(40, 90)) / 5.0  # ties within every row
+    positives = rng.random((40, 90)) < rng.uniform(0.05, 0.6, size=(40, 1))
+    positives[0] = False  # no positives: undefined
+    positives[1] = True  # no negatives: undefined
+    got = _batched_rank_auc(scores, positives)
+    assert np.isnan(got[:2]).all()
+    expected = [skm.roc_auc_score(pos, sc) for sc, pos in zip(scores[2:], positives[2:])]
+    np.testing.assert_allclose(got[2:], expected, rtol=0, atol=1e-12)
+
+
+def test_bootstrap_auc_interval_matches_sklearn_per_replicate():
+    # The vectorised path and auc_ovr (sklearn) per replicate draw the same resamples.
+    probs, labels = noisy_classifier(120, seed=4)
+    fast = bootstrap_ci(probs, labels, n_boot=100, seed=3)["auc"]
+    slow = bootstrap_ci(probs, labels, {"auc": auc_ovr}, n_boot=100, seed=3)["auc"]
+    assert fast == pytest.approx(slow, abs=1e-12)
 
 
 def test_ece_two_bins_and_reliability_bins():

@@ -83,6 +83,43 @@ def test_pca_is_deterministic_projection():
     assert np.array_equal(xy, plots.pca(x.copy()))
 
 
+def test_pca_matches_sklearn_and_the_covariance_eigenvectors():
+    from sklearn.decomposition import PCA
+
+    x, _ = two_clusters(d=8, seed=3)
+    xy = plots.pca(x, 3)
+    assert np.allclose(xy, PCA(n_components=3, svd_solver="full").fit_transform(x))
+    # independent check: the top eigenvectors of the covariance, up to sign
+    centred = x - x.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov(centred, rowvar=False))
+    top = evecs[:, ::-1][:, :3]
+    assert np.allclose(np.abs(xy), np.abs(centred @ top), atol=1e-8)
+    assert np.allclose(xy.var(axis=0, ddof=1), evals[::-1][:3])
+
+
+def test_pca_pads_missing_components_and_checks_arguments():
+    x = np.random.default_rng(0).normal(size=(5, 2))
+    xy = plots.pca(x, 4)
+    assert xy.shape == (5, 4) and (xy[:, 2:] == 0).all()
+    with pytest.raises(ValueError, match="n_components"):
+        plots.pca(x, 0)
+    with pytest.raises(ValueError, match="x must be 2-D"):
+        plots.pca(np.zeros(4))
+
+
+def test_tsne_arguments_and_few_points():
+    x, _ = two_clusters(n_per=5, d=4)
+    y = plots.tsne(x, perplexity=30.0, seed=1)  # perplexity capped at (10 - 1) / 3
+    assert y.shape == (10, 2) and np.isfinite(y).all()
+    assert np.allclose(y.mean(axis=0), 0.0, atol=1e-9)
+    with pytest.raises(ValueError, match="n_iter must be an int >= 250"):
+        plots.tsne(x, n_iter=100)
+    with pytest.raises(ValueError, match="perplexity"):
+        plots.tsne(x, perplexity=0.0)
+    with pytest.raises(ValueError, match="at least 3 rows"):
+        plots.tsne(x[:2])
+
+
 @pytest.mark.parametrize("channels", [None, 1, 3])
 def test_save_image_grid_size(tmp_path, channels):
     rng = np.random.default_rng(0)

@@ -3,6 +3,8 @@
 Accuracy alone hides a classifier that ignores a rare disease, so every report also carries
 balanced accuracy, macro F1, macro one-vs-rest AUC and per-class sensitivity / specificity /
 false-negative rate. Test sets are small, so intervals come from a stratified bootstrap.
+ROC curves and AUCs are scikit-learn's (sklearn.metrics); only the bootstrap keeps a vectorised
+AUC of its own, for speed, which equals sklearn's.
 
 Every value returned is a plain Python float, int or None, ready for `json.dump`.
 """
@@ -22,37 +24,7 @@ BOOTSTRAP_METRICS = ("accuracy", "macro_f1", "auc")
 _BOOT_CHUNK_ELEMS = 2_000_000  # replicates are processed in chunks of about this many draws
 
 
-# ----------------------------------------------------------------------------- ranks and ROC
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks along the last axis, tied values sharing the mean of their ranks."""
-    n = x.shape[-1]
-    order = np.argsort(x, axis=-1, kind="mergesort")
-    xs = np.take_along_axis(x, order, axis=-1)
-    pos = np.broadcast_to(np.arange(n), x.shape)
-    starts = np.ones(x.shape, dtype=bool)
-    starts[..., 1:] = xs[..., 1:] != xs[..., :-1]
-    ends = np.ones(x.shape, dtype=bool)
-    ends[..., :-1] = starts[..., 1:]
-    first = np.maximum.accumulate(np.where(starts, pos, 0), axis=-1)
-    last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, pos, n - 1), -1), axis=-1), -1)
-    ranks = np.empty(x.shape, dtype=np.float64)
-    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=-1)
-    return ranks
-
-
-def _rank_auc(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """ROC AUC along the last axis via the Mann-Whitney U statistic; NaN without both classes.
-
-    A tie between a positive and a negative counts one half, which is what the area under the
-    (piecewise linear) ROC curve gives.
-    """
-    n_pos = positives.sum(axis=-1).astype(np.float64)
-    n_neg = positives.shape[-1] - n_pos
-    rank_sum = np.where(positives, _average_ranks(scores), 0.0).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
+# ----------------------------------------------------------------------------- ROC and AUC
 
 def _check_scores_positives(scores, positives) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores)
@@ -74,22 +46,45 @@ def _check_scores_positives(scores, positives) -> tuple[np.ndarray, np.ndarray]:
 def roc_curve(scores, positives) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) for "positive when score >= threshold", thresholds decreasing.
 
-    The first point is (0, 0) at threshold +inf; tied scores move the curve in one diagonal step.
+    sklearn.metrics.roc_curve with every distinct score kept as a threshold
+    (drop_intermediate=False): the first point is (0, 0) at threshold +inf, and tied scores
+    move the curve in one diagonal step.
     """
+    from sklearn import metrics  # imported on use: sklearn.metrics takes a second to import
+
     s, pos = _check_scores_positives(scores, positives)
-    n_pos = int(pos.sum())
-    n_neg = pos.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if pos.all() or not pos.any():
         raise ValueError("positives must contain both positive and negative samples for a ROC curve")
-    order = np.argsort(-s, kind="mergesort")
-    s, pos = s[order], pos[order]
-    group_ends = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tps = np.cumsum(pos)[group_ends]
-    fps = group_ends + 1 - tps
-    fpr = np.r_[0.0, fps / n_neg]
-    tpr = np.r_[0.0, tps / n_pos]
-    thresholds = np.r_[np.inf, s[group_ends]]
+    fpr, tpr, thresholds = metrics.roc_curve(pos, s, drop_intermediate=False)
     return fpr, tpr, thresholds
+
+
+def _batched_rank_auc(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """ROC AUC of every row at once (B, n) -> (B,), via the Mann-Whitney U; NaN without both classes.
+
+    Only the bootstrap uses this: sklearn.metrics.roc_auc_score, called once per replicate and
+    class, took 13 s where this takes 0.3 s (1000 replicates of 600 samples, 3 classes, on the
+    shared 2-core VM). It gives the same numbers (tests compare it with sklearn): a tie between a
+    positive and a negative counts one half, as under sklearn's piecewise linear ROC curve.
+    """
+    n = scores.shape[-1]
+    order = np.argsort(scores, axis=-1, kind="mergesort")
+    xs = np.take_along_axis(scores, order, axis=-1)
+    pos = np.broadcast_to(np.arange(n), scores.shape)
+    starts = np.ones(scores.shape, dtype=bool)
+    starts[..., 1:] = xs[..., 1:] != xs[..., :-1]
+    ends = np.ones(scores.shape, dtype=bool)
+    ends[..., :-1] = starts[..., 1:]
+    first = np.maximum.accumulate(np.where(starts, pos, 0), axis=-1)
+    last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, pos, n - 1), -1), axis=-1), -1)
+    ranks = np.empty(scores.shape, dtype=np.float64)  # 1-based, ties share the mean of their ranks
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=-1)
+
+    n_pos = positives.sum(axis=-1).astype(np.float64)
+    n_neg = n - n_pos
+    rank_sum = np.where(positives, ranks, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 # ------------------------------------------------------------------ metrics on index batches
@@ -106,8 +101,9 @@ def _finite_mean(values: np.ndarray) -> np.ndarray:
 def _batched_metrics(p: np.ndarray, y: np.ndarray, idx: np.ndarray) -> dict:
     """accuracy, macro_f1 and auc for each row of sample indices idx (B, n), all at once.
 
-    The point estimates use this too (with one row 0..N-1), so a bootstrap interval is always
-    an interval for exactly the number that is reported.
+    The point estimates of accuracy and macro_f1 use this too (with one row 0..N-1); the auc
+    point estimate comes from sklearn (auc_ovr), which this batched AUC equals, so a bootstrap
+    interval is always an interval for the number that is reported.
     """
     b, k = idx.shape[0], p.shape[1]
     yb = y[idx]
@@ -124,18 +120,22 @@ def _batched_metrics(p: np.ndarray, y: np.ndarray, idx: np.ndarray) -> dict:
         f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
     macro_f1 = _finite_mean(f1)
 
-    aucs = np.stack([_rank_auc(p[idx, c], yb == c) for c in range(k)], axis=1)
+    aucs = np.stack([_batched_rank_auc(p[idx, c], yb == c) for c in range(k)], axis=1)
     return {"accuracy": accuracy, "macro_f1": macro_f1, "auc": _finite_mean(aucs)}
 
 
 def auc_ovr(probs, labels) -> float:
     """Macro one-vs-rest ROC AUC over the classes present in labels; NaN if none is defined.
 
-    A class absent from labels has no positives and is skipped; with a single class present
-    there are no negatives and the result is NaN.
+    Each class's AUC is sklearn.metrics.roc_auc_score of (labels == c, probs[:, c]). A class
+    absent from labels has no positives and is skipped; with a single class present there are
+    no negatives and the result is NaN.
     """
+    from sklearn import metrics
+
     p, y = check_probs_labels(probs, labels)
-    return float(_batched_metrics(p, y, np.arange(y.size)[None, :])["auc"][0])
+    aucs = [metrics.roc_auc_score(y == c, p[:, c]) for c in range(p.shape[1]) if 0 < (y == c).sum() < y.size]
+    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 # --------------------------------------------------------------------------- the full report
@@ -203,7 +203,7 @@ def classification_metrics(probs, labels, class_names) -> dict:
         "accuracy": float(point["accuracy"][0]),
         "balanced_accuracy": float(np.mean(sensitivities)),
         "macro_f1": _none_if_nan(point["macro_f1"][0]),
-        "auc": _none_if_nan(point["auc"][0]),
+        "auc": _none_if_nan(auc_ovr(p, y)),
         "ece": expected_calibration_error(p, y),
         "nll": negative_log_likelihood(p, y),
         "per_class": per_class,
