@@ -1,7 +1,9 @@
 """The `genmix` command line (also `python -m genmix`).
 
-User mistakes end in one line on stderr and a non-zero exit (2 for usage, 1 at run time),
-never a traceback.
+User mistakes end in one line on stderr and a non-zero exit: 2 for usage (a bad flag or
+setting, a resume with changed settings), 1 at run time (missing or corrupt files, bad data, a
+leak between generator and classifier data, non-finite training). Anything else is a bug and
+prints its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import json
 import platform
 import sys
+
+from genmix.errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,14 +97,16 @@ def _nonneg_int(text):
 
 
 def cmd_train_gan(args) -> int:
-    from genmix.training.gan import train_gan
+    from genmix.training.gan import DEFAULT_PRESET, train_gan
 
     overrides = dict(arch=args.arch, resolution=args.resolution, kimg=args.kimg, batch=args.batch,
                      aug=args.aug, seed=args.seed, impl=args.impl, snapshot_kimg=args.snapshot_kimg,
-                     r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, g_lr=args.lr, d_lr=args.lr)
-    preset = None if args.preset == "none" else args.preset
-    path = train_gan(args.data, args.out, preset=preset, overrides=overrides, resume=args.resume,
-                     device=args.device, progress=not args.no_progress)
+                     r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, g_lr=args.lr, d_lr=args.lr,
+                     split_seed=args.split_seed)
+    # A resumed run keeps its own settings: a preset applies on --resume only when given.
+    preset = args.preset or (None if args.resume else DEFAULT_PRESET)
+    path = train_gan(args.data, args.out, preset=None if preset == "none" else preset, overrides=overrides,
+                     resume=args.resume, device=args.device, progress=not args.no_progress, log=_say)
     print(f"genmix train-gan: newest checkpoint {path}")
     return 0
 
@@ -112,7 +118,8 @@ def cmd_synthesize(args) -> int:
     if args.per_class is not None:
         per_class = [int(v) for v in args.per_class.split(",")]
     summary = synthesize(args.gan, args.out, per_class=per_class, balance=args.balance,
-                         labels=args.labels, psi=args.psi, seed=args.seed, device=args.device or "cpu")
+                         labels=args.labels, gemix_rule=args.gemix_labels, psi=args.psi, seed=args.seed,
+                         device=args.device or "cpu")
     print(f"genmix synthesize: {summary['n']} images {summary['per_class']} -> {summary['path']}")
     return 0
 
@@ -136,18 +143,22 @@ def cmd_train_classifier(args) -> int:
 
     values = {k: getattr(args, k) for k in ("model", "mix", "alpha", "synthetic", "synth_ratio", "epochs",
                                             "batch", "optimizer", "lr", "weight_decay", "patience",
-                                            "seed", "impl", "dropout", "label_smoothing")
+                                            "seed", "split_seed", "impl", "dropout", "label_smoothing")
               if getattr(args, k) is not None}
-    values.update(synth_balance=args.synth_balance, class_balanced=args.class_balanced, hflip=args.hflip)
-    summary = train_classifier(args.data, args.out, ClassifierConfig(**values), resume=args.resume,
-                               device=args.device, progress=not args.no_progress)
+    for flag in ("synth_balance", "class_balanced", "hflip"):
+        if getattr(args, flag):
+            values[flag] = True
+    if not args.resume:  # a new run: every setting, defaults included; a resume: what was asked
+        values = ClassifierConfig(**values)
+    summary = train_classifier(args.data, args.out, values, resume=args.resume, device=args.device,
+                               progress=not args.no_progress, log=_say)
     print(f"genmix train-classifier: best val macro-F1 {summary.get('best_f1', float('nan')):.4f} "
           f"at epoch {summary.get('best_epoch')}; weights in {args.out}/best.safetensors")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from genmix.metrics.evaluate import evaluate_run
+    from genmix.evaluation.classifier import evaluate_run
 
     metrics = evaluate_run(args.model, args.data, split=args.split, out_dir=args.out,
                            device=args.device or "cpu", plots=not args.no_plots, feature_method=args.features)
@@ -161,10 +172,34 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _run_pipeline(cfg, progress: bool) -> int:
+def cmd_evaluate_generator(args) -> int:
+    from genmix.evaluation.generator import evaluate_generator
+
+    result = evaluate_generator(args.gan, args.data, n=args.n, out=args.out, device=args.device or "cpu",
+                                extractor=args.extractor, model=args.model, epochs=args.epochs, seed=args.seed,
+                                progress=not args.no_progress)
+    tstr = result["tstr"]
+    print(f"genmix evaluate-generator ({result['extractor']}): FID {result['fid']:.2f} (floor "
+          f"{result['fid_floor']:.2f})  KID {result['kid']:.4f} (floor {result['kid_floor']:.4f})  "
+          f"precision {result['precision']:.3f}  recall {result['recall']:.3f}")
+    print(f"  TSTR macro-F1 {tstr['macro_f1']:.4f} vs TRTR {tstr['real_macro_f1']:.4f} (ratio {tstr['ratio']:.3f}); "
+          f"AUC {_fmt(tstr['auc'])} vs {_fmt(tstr['real_auc'])}")
+    return 0
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _say(text: str) -> None:
+    print(f"genmix: {text}", file=sys.stderr)
+
+
+def _run_pipeline(cfg, progress: bool, rerun_changed: bool = False) -> int:
     from genmix.pipeline import run_experiment
 
-    path = run_experiment(cfg, progress=progress, log=lambda text: print(text, file=sys.stderr))
+    path = run_experiment(cfg, progress=progress, log=lambda text: print(text, file=sys.stderr),
+                          rerun_changed=rerun_changed)
     print(f"genmix: report written to {path}")
     return 0
 
@@ -175,14 +210,15 @@ def cmd_experiment(args) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     preset = args.preset or file_values.pop("preset", None) or "cpu"
     flags = dict(data=args.data, out=args.out, seeds=args.seeds, folds=args.folds, model=args.model,
-                 epochs=args.epochs, device=args.device, impl=args.impl,
+                 epochs=args.epochs, device=args.device, impl=args.impl, split_seed=args.split_seed,
+                 gan_arch=args.gan_arch, gemix_labels=args.gemix_labels,
                  strategies=args.strategies.split(",") if args.strategies else None)
     if flags["data"] is None and "data" not in file_values:
-        raise ValueError("--data is required (or `data = ...` in the --config file)")
+        raise UsageError("--data is required (or `data = ...` in the --config file)")
     if flags["out"] is None and "out" not in file_values:
-        raise ValueError("--out is required (or `out = ...` in the --config file)")
+        raise UsageError("--out is required (or `out = ...` in the --config file)")
     cfg = make_config(preset, file_values, flags)
-    return _run_pipeline(cfg, progress=not args.no_progress)
+    return _run_pipeline(cfg, progress=not args.no_progress, rerun_changed=args.rerun_changed)
 
 
 def cmd_demo(args) -> int:
@@ -192,7 +228,13 @@ def cmd_demo(args) -> int:
     return _run_pipeline(cfg, progress=not args.no_progress)
 
 
+SPLIT_SEED_HELP = ("seed of the train/val/test split where the data has none (default 0); a property of "
+                   "the data, so a generator and the classifiers it serves must share it")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from genmix.training.gan import PRESETS as GAN_PRESETS
+
     parser = _Parser(prog="genmix", description="Generative mixup for medical image classification.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     info = sub.add_parser("info", help="versions, devices, and which kernel backends are usable here")
@@ -203,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     gan = sub.add_parser("train-gan", help="train a class-conditional StyleGAN2-ADA (or DCGAN) on a dataset")
     gan.add_argument("--data", required=True, help="dataset SPEC: file.npz, a folder, medmnist:<flag> or phantom")
     gan.add_argument("--out", required=True, help="run directory (config, checkpoints, samples)")
-    gan.add_argument("--preset", choices=["cpu-tiny", "gpu", "none"], default="cpu-tiny",
-                     help="starting values for everything below (default cpu-tiny)")
+    gan.add_argument("--preset", choices=list(GAN_PRESETS) + ["none"],
+                     help="starting values for everything below (default cpu-tiny; on --resume the run's own)")
     gan.add_argument("--arch", choices=["stylegan2", "dcgan"])
     gan.add_argument("--resolution", type=int, help="network resolution, a power of two (default: data size rounded up)")
     gan.add_argument("--kimg", type=_positive_float, help="length of training in thousands of real images shown")
@@ -215,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--pl-weight", type=float, help="path-length regularisation weight (0 = off)")
     gan.add_argument("--snapshot-kimg", type=_positive_float, help="checkpoint and sample grid every this many kimg")
     gan.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    gan.add_argument("--seed", type=_nonneg_int)
+    gan.add_argument("--seed", type=_nonneg_int, help="model seed (initialisation, latents, augmentation)")
+    gan.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
     gan.add_argument("--impl", choices=impls, help="kernel backend for the fused ops")
     gan.add_argument("--device", choices=["cpu", "cuda"])
     gan.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -229,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--balance", action="store_true", help="bring every class up to the largest class")
     syn.add_argument("--labels", choices=["onehot", "gemix"], default="onehot",
                      help="one-hot labels, or GeMix Dirichlet soft labels (default onehot)")
+    syn.add_argument("--gemix-labels", choices=["paper", "code"], default="code",
+                     help="GeMix label rule: paper (two class-biased Dirichlet vectors blended by lam ~ Beta) "
+                          "or code (one Dirichlet, larger concentration on the chosen class; default)")
     syn.add_argument("--psi", type=float, default=1.0, help="truncation psi (1 = none)")
     syn.add_argument("--seed", type=_nonneg_int, default=0)
     syn.add_argument("--device", choices=["cpu", "cuda"])
@@ -269,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--class-balanced", action="store_true", help="sample batches class-balanced")
     clf.add_argument("--hflip", action="store_true", help="random horizontal flips")
     clf.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    clf.add_argument("--seed", type=_nonneg_int)
+    clf.add_argument("--seed", type=_nonneg_int, help="model seed (initialisation, data order, mixing)")
+    clf.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
     clf.add_argument("--impl", choices=impls)
     clf.add_argument("--device", choices=["cpu", "cuda"])
     clf.add_argument("--no-progress", action="store_true")
@@ -286,6 +333,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=["cpu", "cuda"])
     ev.set_defaults(func=cmd_evaluate)
 
+    evg = sub.add_parser("evaluate-generator", help="judge a generator run: FID/KID against the real-vs-real "
+                                                    "floor, precision/recall, TSTR against TRTR")
+    evg.add_argument("--gan", required=True, help="generator run directory")
+    evg.add_argument("--data", help="dataset SPEC (default: the one the generator was trained on)")
+    evg.add_argument("--n", type=int, help="generated images for FID/KID and precision/recall "
+                                           "(default: the training set size, at most 2000)")
+    evg.add_argument("--out", help="JSON file (default: GAN_DIR/generator_eval.json)")
+    evg.add_argument("--extractor", choices=["auto", "inception", "random"], default="auto")
+    evg.add_argument("--model", choices=CLASSIFIERS, default="small_cnn", help="TSTR/TRTR classifier")
+    evg.add_argument("--epochs", type=int, default=20, help="TSTR/TRTR training epochs (default 20)")
+    evg.add_argument("--seed", type=_nonneg_int, default=0)
+    evg.add_argument("--device", choices=["cpu", "cuda"])
+    evg.add_argument("--no-progress", action="store_true")
+    evg.set_defaults(func=cmd_evaluate_generator)
+
     exp = sub.add_parser("experiment", help="the whole comparison on a dataset: GAN, synthesis, every "
                                             "strategy, evaluation, report.md (resumable)")
     exp.add_argument("--data", help="dataset SPEC")
@@ -298,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--model", choices=CLASSIFIERS)
     exp.add_argument("--epochs", type=int)
     exp.add_argument("--config", help="TOML file holding any of these settings (flags win)")
+    exp.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
+    exp.add_argument("--gan-arch", choices=["stylegan2", "dcgan"], help="generator family (default stylegan2)")
+    exp.add_argument("--gemix-labels", choices=["paper", "code"], help="GeMix label rule (default code)")
+    exp.add_argument("--rerun-changed", action="store_true",
+                     help="replace stages whose settings changed since they ran (default: refuse)")
     exp.add_argument("--impl", choices=impls)
     exp.add_argument("--device", choices=["cpu", "cuda"])
     exp.add_argument("--no-progress", action="store_true")
@@ -324,6 +391,27 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("genmix: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, RuntimeError) as exc:
+    except _usage_errors() as exc:
+        print(f"genmix: error: {exc}", file=sys.stderr)
+        return 2
+    except _run_errors() as exc:
         print(f"genmix: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _usage_errors() -> tuple:
+    from genmix.errors import UsageError
+
+    return (UsageError,)
+
+
+def _run_errors() -> tuple:
+    """User-fixable run-time problems. Everything else is a bug: it keeps its traceback."""
+    from genmix.data import DataError
+    from genmix.errors import UserRunError
+    from genmix.metrics.fid import ExtractorUnavailable
+    from genmix.ops import BackendUnavailable
+    from genmix.training.checkpoint import CheckpointError
+
+    return (UserRunError, DataError, CheckpointError, BackendUnavailable, ExtractorUnavailable,
+            FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)

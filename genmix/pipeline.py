@@ -3,29 +3,38 @@
 dataset -> train GAN -> synthesize (one-hot and GeMix soft labels) -> FID -> train + evaluate a
 classifier per strategy x seed (x fold) -> report.md.
 
-Every stage writes its outputs atomically under OUT and counts as done once its final file
-exists, so a rerun after a crash (or Ctrl-C) skips finished stages and resumes the
-interrupted one from its checkpoint. One progress bar covers the whole run.
+Every stage writes its outputs atomically under OUT. A stage is done when its output exists
+*and* its recorded settings (stage.json: the settings and their fingerprint) match the ones
+asked for now; a rerun after a crash (or Ctrl-C) skips finished stages and resumes the
+interrupted one from its checkpoint. A stage whose settings changed is refused before anything
+runs, naming what changed, unless `rerun_changed` (`--rerun-changed`) asks to replace it; so
+experiment.json always describes the results beside it. With k-fold cross-validation every fold
+gets its own generator, trained on that fold's training part only, so no generator sees the
+images its classifiers are validated on. One progress bar covers the whole run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
+import shutil
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genmix.errors import SettingsChanged, UsageError
+from genmix.report.markdown import run_name
+from genmix.training.config import RunConfig, fingerprint
+
 __all__ = ["EXPERIMENT_PRESETS", "ExperimentConfig", "load_config_file", "run_experiment"]
 
-SYNTHETIC_STRATEGIES = ("synth", "genmix", "gemix")
 DEFAULT_STRATEGIES = ["none", "mixup", "cutmix", "synth", "genmix", "gemix"]
+STAGE = "stage.json"
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(RunConfig):
     data: str = "phantom"
     out: str = "runs/experiment"
     strategies: list = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
@@ -45,33 +54,32 @@ class ExperimentConfig:
     fid: bool = True
     fid_extractor: str = "auto"
     fid_n: int = 1000
+    gemix_labels: str = "code"      # GeMix label rule: "paper" (blend of two) or "code" (one Dirichlet)
+    split_seed: int = 0             # the data's split where it has none; never a model seed
     device: str | None = None
     impl: str = "auto"
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "ExperimentConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        clean = {k.replace("-", "_"): v for k, v in data.items()}
-        unknown = sorted(set(clean) - known)
-        if unknown:
-            raise ValueError(f"unknown experiment settings: {', '.join(unknown)}")
-        return cls(**clean)
+    KIND = "experiment"
 
     def validate(self) -> "ExperimentConfig":
         from genmix.mixing import STRATEGIES
 
         bad = [s for s in self.strategies if s not in STRATEGIES]
         if bad or not self.strategies:
-            raise ValueError(f"strategies must be a non-empty list from {', '.join(STRATEGIES)}, got {bad or '[]'}")
+            raise UsageError(f"strategies must be a non-empty list from {', '.join(STRATEGIES)}, got {bad or '[]'}")
         if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+            raise UsageError(f"seeds must be >= 1, got {self.seeds}")
         if self.folds == 1 or self.folds < 0:
-            raise ValueError(f"folds must be 0 (no cross-validation) or >= 2, got {self.folds}")
+            raise UsageError(f"folds must be 0 (no cross-validation) or >= 2, got {self.folds}")
+        if self.gemix_labels not in ("paper", "code"):
+            raise UsageError(f"gemix_labels must be 'paper' or 'code', got {self.gemix_labels!r}")
         return self
 
     @property
     def needs_gan(self) -> bool:
-        return any(s in SYNTHETIC_STRATEGIES for s in self.strategies)
+        from genmix.mixing import get_strategy
+
+        return any(get_strategy(s).needs_synthetic for s in self.strategies)
 
 
 # Presets: "tiny" exercises every stage in about a minute (tests); "cpu" is the demo on a 2-core
@@ -95,14 +103,14 @@ def load_config_file(path) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"--config: {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"--config: {path} is not valid TOML: {exc}") from None
+        raise UsageError(f"--config: {path} is not valid TOML: {exc}") from None
     return data.get("experiment", data)
 
 
 def make_config(preset: str, file_values: dict | None = None, flags: dict | None = None) -> ExperimentConfig:
     """Preset, then the TOML file, then explicit flags: later sources win."""
     if preset not in EXPERIMENT_PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(EXPERIMENT_PRESETS)}, got {preset!r}")
+        raise UsageError(f"preset must be one of {', '.join(EXPERIMENT_PRESETS)}, got {preset!r}")
     values = dict(EXPERIMENT_PRESETS[preset], preset=preset)
     values.update({k.replace("-", "_"): v for k, v in (file_values or {}).items()})
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
@@ -145,51 +153,126 @@ def _classifier_runs(cfg: ExperimentConfig) -> list:
     return [(s, seed, fold) for s in cfg.strategies for seed in range(cfg.seeds) for fold in folds]
 
 
-def _run_name(strategy, seed, fold) -> str:
-    return f"{strategy}/seed{seed}" + (f"-fold{fold}" if fold is not None else "")
+@dataclass
+class Stage:
+    """One unit of the pipeline: its folder, the settings that define it, and how to run it."""
+
+    name: str
+    dir: Path
+    settings: dict
+    run: object = None            # callable(stage) doing the work
+    bar: object = None            # the run's progress display, set when the stage starts
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.settings)
+
+    def status(self) -> str:
+        """"absent", "partial", "done" or "changed: <what>"."""
+        marker = _load_json(self.dir / STAGE, None)
+        if marker is None:
+            return "partial" if self.dir.exists() else "absent"
+        if marker.get("fingerprint") != self.fingerprint:
+            old = marker.get("settings", {})
+            diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in self.settings.items()
+                    if json.dumps(old.get(k), default=str) != json.dumps(v, default=str)]
+            return "changed: " + ("; ".join(diff) or "settings differ")
+        return "done" if marker.get("done") else "partial"
+
+    def mark_done(self) -> None:
+        _save_json(self.dir / STAGE, {"settings": self.settings, "fingerprint": self.fingerprint, "done": True})
+
+    def mark_started(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _save_json(self.dir / STAGE, {"settings": self.settings, "fingerprint": self.fingerprint, "done": False})
 
 
-def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print) -> Path:
+def _generator_key(cfg: ExperimentConfig, fold):
+    """The generator a classifier run draws from: one per fold under cross-validation."""
+    return fold if cfg.folds else None
+
+
+def _gan_dirs(out: Path, key):
+    suffix = "" if key is None else f"-fold{key}"
+    return out / f"gan{suffix}", out / f"synthetic{suffix}"
+
+
+def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
+    """Every stage of this experiment, in order, with its settings."""
+    from genmix.data import kfold_splits
+    from genmix.mixing import get_strategy
+
+    stages = []
+    gen_settings = {}
+    keys = sorted({_generator_key(cfg, fold) for _, _, fold in _classifier_runs(cfg)}, key=lambda k: -1 if k is None else k)
+    for key in keys if cfg.needs_gan else []:
+        data = dataset if key is None else kfold_splits(dataset, cfg.folds, key, seed=cfg.split_seed)
+        gan_dir, syn_dir = _gan_dirs(out, key)
+        label = "" if key is None else f"-fold{key}"
+        gan = dict(data=cfg.data, split_seed=cfg.split_seed, fold=key, folds=cfg.folds, arch=cfg.gan_arch,
+                   preset=cfg.gan_preset, kimg=cfg.gan_kimg)
+        syn = dict(gan=fingerprint(gan), share=cfg.synthetic_share, psi=cfg.psi, gemix_labels=cfg.gemix_labels)
+        gen_settings[key] = syn
+        stages.append(Stage(f"gan{label}", gan_dir, gan, lambda st, d=data: _stage_gan(cfg, d, st.dir, bar=st.bar)))
+        stages.append(Stage(f"synthesize{label}", syn_dir, syn,
+                            lambda st, d=data, g=gan_dir: _stage_synthesize(cfg, d, g, st.dir)))
+        if cfg.fid:
+            stages.append(Stage(f"fid{label}", gan_dir / "fid", dict(gan=fingerprint(gan), n=cfg.fid_n,
+                                                                       extractor=cfg.fid_extractor),
+                                lambda st, g=gan_dir: _stage_fid(cfg, g, st.dir)))
+    for strategy, seed, fold in _classifier_runs(cfg):
+        key = _generator_key(cfg, fold)
+        spec = get_strategy(strategy)
+        settings = dict(_classifier_config(cfg, strategy, seed, out, key).to_dict(), fold=fold, folds=cfg.folds,
+                        data=cfg.data, synthetic_set=gen_settings.get(key) if spec.needs_synthetic else None)
+        settings.pop("impl")
+        stages.append(Stage(run_name(strategy, seed, fold), out / "runs" / run_name(strategy, seed, fold), settings,
+                            lambda st, s=strategy, sd=seed, f=fold: _stage_classifier(cfg, dataset, st.dir, s, sd, f,
+                                                                                      out, bar=st.bar)))
+    return stages
+
+
+def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_changed=False) -> Path:
     """Run (or continue) every stage; returns the path of report.md."""
-    from genmix.data import kfold_splits, load_dataset
+    from genmix.data import load_dataset
 
     cfg.validate()
     out = Path(cfg.out)
+    dataset = load_dataset(cfg.data, seed=cfg.split_seed)
+    stages = _plan(cfg, dataset, out)
+    changed = [(st, st.status()) for st in stages]
+    changed = [(st, why) for st, why in changed if why.startswith("changed")]
+    if changed and not rerun_changed:
+        st, why = changed[0]
+        more = f" (and {len(changed) - 1} more stage(s))" if len(changed) > 1 else ""
+        raise SettingsChanged(f"{st.dir} was made with other settings ({why[len('changed: '):]}){more}; "
+                              f"pass --rerun-changed to replace changed stages, or choose another --out")
+    for st, why in changed:
+        log(f"genmix: replacing {st.name}: {why}")
+        shutil.rmtree(st.dir)
     out.mkdir(parents=True, exist_ok=True)
-    _save_json(out / "experiment.json", dataclasses.asdict(cfg))
+    _save_json(out / "experiment.json", cfg.to_dict())
     timings = _load_json(out / "timings.json", {})
-    dataset = load_dataset(cfg.data, seed=0)
+    timings = {st.name: timings[st.name] for st in stages if st.name in timings}
     log(dataset.summary())
 
-    runs = _classifier_runs(cfg)
-    stages = (["gan", "synthesize"] + (["fid"] if cfg.fid else []) if cfg.needs_gan else []) + \
-        [_run_name(*r) for r in runs] + ["report"]
-    bar = _Progress(stages, progress)
-    gan_dir, syn_dir = out / "gan", out / "synthetic"
-
-    def timed(name, fn):
-        bar.start(name)
-        t0 = time.perf_counter()
-        result = fn()
-        if result is not False:  # False: the stage was already done, keep its old timing
-            timings[name] = round(time.perf_counter() - t0, 1)
-            _save_json(out / "timings.json", timings)
-        return result
-
+    bar = _Progress([st.name for st in stages] + ["report"], progress)
     try:
-        if cfg.needs_gan:
-            timed("gan", lambda: _stage_gan(cfg, gan_dir, bar))
-            timed("synthesize", lambda: _stage_synthesize(cfg, dataset, gan_dir, syn_dir))
-            if cfg.fid:
-                timed("fid", lambda: _stage_fid(cfg, gan_dir))
-        for strategy, seed, fold in runs:
-            name = _run_name(strategy, seed, fold)
-            data = dataset if fold is None else kfold_splits(dataset, cfg.folds, fold, seed=seed)
-            timed(name, lambda: _stage_classifier(cfg, data, out / "runs" / name, strategy, seed, syn_dir, bar))
+        for st in stages:
+            bar.start(st.name)
+            if st.status() == "done":
+                continue
+            st.bar = bar
+            t0 = time.perf_counter()
+            st.mark_started()
+            st.run(st)
+            st.mark_done()
+            timings[st.name] = round(time.perf_counter() - t0, 1)
+            _save_json(out / "timings.json", timings)
         bar.start("report")
         from genmix.report.markdown import write_report
 
-        path = write_report(out, cfg, dataset, runs, timings)
+        path = write_report(out, cfg, dataset, _classifier_runs(cfg), timings)
     finally:
         bar.close()
     return path
@@ -208,69 +291,59 @@ def _save_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2))
 
 
-def _stage_gan(cfg: ExperimentConfig, gan_dir: Path, bar: _Progress):
-    from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
+def _stage_gan(cfg: ExperimentConfig, data, gan_dir: Path, bar):
     from genmix.training.gan import train_gan
 
-    if (gan_dir / "DONE").is_file():
-        return False
-    resume = latest_checkpoint(gan_dir / "checkpoints") is not None
-    overrides = dict(arch=cfg.gan_arch, kimg=cfg.gan_kimg, impl=cfg.impl)
+    overrides = dict(arch=cfg.gan_arch, kimg=cfg.gan_kimg, impl=cfg.impl, split_seed=cfg.split_seed)
     if cfg.gan_kimg is not None:
         # Short runs still get a few snapshots (and so a few resumable checkpoints).
         overrides["snapshot_kimg"] = max(cfg.gan_kimg / 4, 0.016)
-    train_gan(cfg.data, gan_dir, preset=cfg.gan_preset, overrides=overrides, resume=resume,
+    resume = (gan_dir / "config.json").is_file()
+    train_gan(data, gan_dir, preset=cfg.gan_preset, overrides=overrides, resume=resume,
               device=cfg.device, progress=False, callback=bar.fraction)
-    state = load_checkpoint(latest_checkpoint(gan_dir / "checkpoints"))
-    _save_json(gan_dir / "DONE", {"kimg": state["cur_nimg"] / 1000})
-    return True
 
 
 def _stage_synthesize(cfg: ExperimentConfig, dataset, gan_dir: Path, syn_dir: Path):
     from genmix.training.synthesize import interpolation_strip, synthesize
 
-    targets = {"onehot": syn_dir / "onehot.npz", "gemix": syn_dir / "gemix.npz"}
-    if all(p.is_file() for p in targets.values()) and (syn_dir / "interpolation.png").is_file():
-        return False
     n_train = len(dataset.splits["train"].labels)
     per_class = max(1, math.ceil(cfg.synthetic_share * n_train / dataset.num_classes))
-    for seed, (labels, path) in enumerate(targets.items()):
-        if not path.is_file():
-            synthesize(gan_dir, path, per_class=per_class, labels=labels, psi=cfg.psi, seed=seed + 1,
-                       device=cfg.device or "cpu")
+    for seed, labels in enumerate(("onehot", "gemix")):
+        synthesize(gan_dir, syn_dir / f"{labels}.npz", per_class=per_class, labels=labels, psi=cfg.psi,
+                   gemix_rule=cfg.gemix_labels, seed=seed + 1, device=cfg.device or "cpu")
     interpolation_strip(gan_dir, syn_dir / "interpolation.png", device=cfg.device or "cpu")
-    return True
 
 
-def _stage_fid(cfg: ExperimentConfig, gan_dir: Path):
+def _stage_fid(cfg: ExperimentConfig, gan_dir: Path, fid_dir: Path):
     from genmix.training.gan_fid import fid_for_run
 
-    if (gan_dir / "fid.json").is_file():
-        return False
     fid_for_run(gan_dir, n=cfg.fid_n, extractor=cfg.fid_extractor, device=cfg.device or "cpu",
-                kid_subsets=20)
-    return True
+                kid_subsets=20, out=fid_dir / "fid.json")
 
 
-def _stage_classifier(cfg: ExperimentConfig, data, run_dir: Path, strategy, seed, syn_dir: Path, bar):
-    from genmix.metrics.evaluate import evaluate_run
-    from genmix.training.checkpoint import latest_checkpoint
-    from genmix.training.classifier import ClassifierConfig, train_classifier
+def _classifier_config(cfg: ExperimentConfig, strategy, seed, out: Path, key):
+    from genmix.mixing import get_strategy
+    from genmix.training.classifier import ClassifierConfig
 
-    if (run_dir / "metrics.json").is_file():
-        return False
+    spec = get_strategy(strategy)
     synthetic = None
-    if strategy in ("synth", "genmix"):
-        synthetic = str(syn_dir / "onehot.npz")
-    elif strategy == "gemix":
-        synthetic = str(syn_dir / "gemix.npz")
-    ccfg = ClassifierConfig(model=cfg.model, mix=strategy, synthetic=synthetic, epochs=cfg.epochs,
-                            batch=cfg.batch, lr=cfg.lr, seed=seed, impl=cfg.impl,
-                            alpha=cfg.alpha if strategy in ("genmix", "gemix") else None,
-                            synth_ratio=cfg.synthetic_share)
-    resume = latest_checkpoint(run_dir / "checkpoints") is not None
+    if spec.needs_synthetic:
+        _, syn_dir = _gan_dirs(out, key)
+        synthetic = str(syn_dir / ("gemix.npz" if spec.synthetic == "soft" else "onehot.npz"))
+    return ClassifierConfig(model=cfg.model, mix=strategy, synthetic=synthetic, epochs=cfg.epochs,
+                            batch=cfg.batch, lr=cfg.lr, seed=seed, split_seed=cfg.split_seed, impl=cfg.impl,
+                            alpha=cfg.alpha if spec.pooled else None, synth_ratio=cfg.synthetic_share)
+
+
+def _stage_classifier(cfg: ExperimentConfig, dataset, run_dir: Path, strategy, seed, fold, out: Path, bar):
+    from genmix.data import kfold_splits
+    from genmix.evaluation.classifier import evaluate_run
+    from genmix.training.classifier import train_classifier
+
+    data = dataset if fold is None else kfold_splits(dataset, cfg.folds, fold, seed=cfg.split_seed)
+    ccfg = _classifier_config(cfg, strategy, seed, out, _generator_key(cfg, fold))
+    resume = (run_dir / "config.json").is_file()
     train_classifier(data, run_dir, ccfg, resume=resume, device=cfg.device, progress=False,
                      callback=bar.fraction)
     evaluate_run(run_dir, data, split="test", device=cfg.device or "cpu", n_boot=500,
                  feature_method="pca")
-    return True

@@ -108,7 +108,7 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.npz" in err
     assert main(["train-classifier", "--data", data, "--out", str(tmp_path / "r"), "--mix", "genmix",
-                 "--no-progress"]) == 1
+                 "--no-progress"]) == 2  # a usage mistake
     assert "synthetic" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["train-classifier", "--data", data, "--out", str(tmp_path / "r"), "--model", "alexnet"])

@@ -53,14 +53,14 @@ def test_kill_9_then_resume_keeps_counting(tiny_npz, tmp_path):
     proc.wait()
     ckpt = latest_checkpoint(out / "checkpoints")
     assert ckpt is not None, proc.stderr.read().decode()
-    killed_at = load_checkpoint(ckpt)["cur_nimg"]
+    killed_at = load_checkpoint(ckpt)["trainer"]["cur_nimg"]
     assert 0 < killed_at < 1000
     assert not [p for p in (out / "checkpoints").iterdir() if ".tmp" in p.name and p.suffix == ".json"]
 
     # Resume for a little longer than the checkpoint: the counter continues from it.
     assert main(["train-gan", "--data", tiny_npz, "--out", str(out), "--resume", "--kimg",
                  str((killed_at + 32) / 1000), "--no-progress"]) == 0
-    state = load_checkpoint(latest_checkpoint(out / "checkpoints"))
+    state = load_checkpoint(latest_checkpoint(out / "checkpoints"))["trainer"]
     assert state["cur_nimg"] == killed_at + 32
     assert state["step_index"] == (killed_at + 32) // 8
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -117,7 +117,7 @@ def test_fid_command(trained_gan, tmp_path, capsys):
 def test_cli_errors(trained_gan, tmp_path, capsys):
     assert main(["synthesize", "--gan", str(tmp_path / "none"), "--out", str(tmp_path / "x.npz"), "--balance"]) == 1
     assert "is not a GAN run" in capsys.readouterr().err
-    assert main(["synthesize", "--gan", str(trained_gan), "--out", str(tmp_path / "x.npz"), "--per-class", "1,2,3"]) == 1
+    assert main(["synthesize", "--gan", str(trained_gan), "--out", str(tmp_path / "x.npz"), "--per-class", "1,2,3"]) == 2
     assert "one per class" in capsys.readouterr().err
     assert main(["train-gan", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "g"),
                  "--no-progress"]) == 1

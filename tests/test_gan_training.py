@@ -75,20 +75,33 @@ def test_path_length_regulariser_runs():
 
 
 def test_resume_reproduces_the_next_step(tmp_path):
+    from genmix.training.distributed import DistInfo
+    from genmix.training.run import Run
+
     a = make_trainer(aug="ada")
     for _ in range(3):
         a.step()
-    path = save_checkpoint(tmp_path, a.cur_nimg, a.state_dict())
-    expected = a.step()
+    run = Run(tmp_path, "GAN", DistInfo())
+    path = run.checkpoint(a)
+    expected = {k: float(v) for k, v in a.step().items()}
 
     b = make_trainer(aug="ada")
-    b.load_state_dict(load_checkpoint(path))
+    state = load_checkpoint(path)
+    b.load_state_dict(state["trainer"])
+    run._restore_rng(b, state["rng"])
     assert b.cur_nimg == 3 * TINY["batch"] and b.step_index == 3
-    got = b.step()
+    got = {k: float(v) for k, v in b.step().items()}
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
     torch.testing.assert_close(flat_params(b.G), flat_params(a.G))
     torch.testing.assert_close(flat_params(b.G_ema), flat_params(a.G_ema))
     assert b.cur_nimg == a.cur_nimg
+
+
+def test_optimisers_use_the_configured_lr_and_betas():
+    # The regulariser is folded into the main step, so no lazy-regularisation scaling applies.
+    trainer = make_trainer(g_lr=0.002, d_lr=0.003, r1_interval=16, pl_weight=1.0, pl_interval=4)
+    assert trainer.opt_D.param_groups[0]["lr"] == 0.003 and trainer.opt_G.param_groups[0]["lr"] == 0.002
+    assert trainer.opt_D.param_groups[0]["betas"] == tuple(trainer.cfg.betas)
 
 
 def test_replaced_non_finite_gradients_are_counted():
@@ -110,8 +123,9 @@ def test_non_finite_loss_stops_with_clear_message():
     trainer.step()
     with torch.no_grad():
         next(trainer.D.parameters()).fill_(float("nan"))
+    stats = {k: float(v) for k, v in trainer.step().items()}
     with pytest.raises(NonFiniteLossError, match="non-finite .*last checkpoint was kept"):
-        trainer.step()
+        trainer.check_finite(stats)
 
 
 def test_config_validation():
@@ -119,7 +133,7 @@ def test_config_validation():
         GANConfig(resolution=24).validate()
     with pytest.raises(ValueError, match="arch"):
         GANConfig(arch="vae").validate()
-    with pytest.raises(ValueError, match="unknown GAN config keys: bogus"):
+    with pytest.raises(ValueError, match="unknown GAN settings: bogus"):
         GANConfig.from_dict({"bogus": 1})
     images, labels = toy_data()
     with pytest.raises(ValueError, match="images must be"):

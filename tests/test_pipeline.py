@@ -6,6 +6,7 @@ import json
 import pytest
 
 from genmix.cli import main
+from genmix.errors import SettingsChanged
 from genmix.pipeline import ExperimentConfig, load_config_file, make_config, run_experiment
 
 
@@ -24,7 +25,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         assert syn["train_images"].shape[1:] == (64, 64)  # back at the dataset's own size
         soft = syn["soft_labels"]
         assert soft.shape[1] == 3 and abs(soft.sum(1) - 1).max() < 1e-5 and (soft.max(1) < 1).all()
-    fid = json.loads((out / "gan" / "fid.json").read_text())
+    fid = json.loads((out / "gan" / "fid" / "fid.json").read_text())
     assert fid["overall"]["fid"] >= 0 and len(fid["per_class"]) == 3
     assert "report written" in capsys.readouterr().out
 
@@ -49,7 +50,7 @@ def test_experiment_resumes_after_an_interrupted_stage(tmp_path, monkeypatch):
         run_experiment(cfg, progress=False, log=lambda _: None)
     none_metrics = tmp_path / "runs/none/seed0/metrics.json"
     stamp = none_metrics.stat().st_mtime_ns
-    gan_done = (tmp_path / "gan/DONE").stat().st_mtime_ns
+    gan_done = (tmp_path / "gan/stage.json").stat().st_mtime_ns
     assert not (tmp_path / "runs/genmix/seed0/metrics.json").exists()
 
     monkeypatch.setattr(classifier, "train_classifier", real_train)
@@ -57,9 +58,22 @@ def test_experiment_resumes_after_an_interrupted_stage(tmp_path, monkeypatch):
     assert report.is_file()
     # Finished stages were not redone; the interrupted one continued from its checkpoint.
     assert none_metrics.stat().st_mtime_ns == stamp
-    assert (tmp_path / "gan/DONE").stat().st_mtime_ns == gan_done
+    assert (tmp_path / "gan/stage.json").stat().st_mtime_ns == gan_done
     history = [json.loads(line) for line in (tmp_path / "runs/genmix/seed0/history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
+
+    # A rerun with other settings neither reuses the old results nor silently rewrites
+    # experiment.json: it names what changed, and replaces the changed stages only when asked.
+    changed = make_config("tiny", {}, dict(data="phantom", out=str(tmp_path), strategies=["none", "genmix"],
+                                           epochs=3, fid=False))
+    with pytest.raises(SettingsChanged, match="epochs: 2 -> 3"):
+        run_experiment(changed, progress=False, log=lambda _: None)
+    assert json.loads((tmp_path / "experiment.json").read_text())["epochs"] == 2
+    assert none_metrics.stat().st_mtime_ns == stamp
+    run_experiment(changed, progress=False, log=lambda _: None, rerun_changed=True)
+    assert json.loads((tmp_path / "experiment.json").read_text())["epochs"] == 3
+    assert len((tmp_path / "runs/none/seed0/history.jsonl").read_text().splitlines()) == 3
+    assert (tmp_path / "gan/stage.json").stat().st_mtime_ns == gan_done  # the generator's settings held
 
 
 def test_toml_config_and_precedence(tmp_path):
@@ -79,7 +93,7 @@ def test_toml_config_and_precedence(tmp_path):
 
 
 def test_experiment_cli_errors(tmp_path, capsys):
-    assert main(["experiment", "--out", str(tmp_path)]) == 1
+    assert main(["experiment", "--out", str(tmp_path)]) == 2
     assert "--data is required" in capsys.readouterr().err
     assert main(["experiment", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o"),
                  "--preset", "tiny", "--no-progress"]) == 1

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from genmix.models.stylegan2 import NOISE_MODES, _check_float_matrix, _check_resolution
+from genmix.models._checks import NOISE_MODES, check_float_matrix, check_resolution
 from genmix.ops import bias_act
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator"]
@@ -54,7 +54,7 @@ def _check_labels(c, c_dim: int, batch: int):
     """Validated labels, or None for an unconditional model (which ignores c)."""
     if c_dim == 0:
         return None
-    return _check_float_matrix("c", c, c_dim, batch)
+    return check_float_matrix("c", c, c_dim, batch)
 
 
 class DCGANGenerator(nn.Module):
@@ -64,7 +64,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         self.z_dim = _check_positive_int("z_dim", z_dim)
         self.c_dim = _check_positive_int("c_dim", c_dim, minimum=0)
-        self.img_resolution = _check_resolution("img_resolution", img_resolution, MIN_RESOLUTION)
+        self.img_resolution = check_resolution("img_resolution", img_resolution, MIN_RESOLUTION)
         self.img_channels = _check_positive_int("img_channels", img_channels)
         self.base_channels = _check_positive_int("base_channels", base_channels)
         self.impl = impl
@@ -97,7 +97,7 @@ class DCGANGenerator(nn.Module):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if truncation_center not in ("class", "global"):
             raise ValueError(f"truncation_center must be 'class' or 'global', got {truncation_center!r}")
-        z = _check_float_matrix("z", z, self.z_dim)
+        z = check_float_matrix("z", z, self.z_dim)
         c = _check_labels(c, self.c_dim, z.shape[0])
         dtype = self.project.weight.dtype
         x = z.to(dtype) * truncation_psi if truncation_psi != 1 else z.to(dtype)
@@ -120,7 +120,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, c_dim, img_resolution, img_channels, base_channels=64, impl="auto"):
         super().__init__()
         self.c_dim = _check_positive_int("c_dim", c_dim, minimum=0)
-        self.img_resolution = _check_resolution("img_resolution", img_resolution, MIN_RESOLUTION)
+        self.img_resolution = check_resolution("img_resolution", img_resolution, MIN_RESOLUTION)
         self.img_channels = _check_positive_int("img_channels", img_channels)
         self.base_channels = _check_positive_int("base_channels", base_channels)
         self.impl = impl

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from genmix.models._checks import NOISE_MODES
+from genmix.models._checks import check_float_matrix as _check_float_matrix
+from genmix.models._checks import check_resolution as _check_resolution
 from genmix.ops import bias_act, modulated_conv2d, setup_filter, upfirdn2d
 from genmix.ops.bias_act import ACTIVATIONS
 from genmix.ops.modulated_conv2d import conv2d_resample
@@ -54,26 +57,6 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     """Scale each row to unit mean square, so the latent's and the label embedding's magnitudes
     do not depend on their widths (or on how peaked a soft label is)."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
-
-
-def _check_resolution(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value & (value - 1):
-        raise ValueError(f"{name} must be a power of two >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_float_matrix(name: str, t, width: int, batch: int | None = None) -> torch.Tensor:
-    """Validate a (N, width) float matrix and return it."""
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (N, {width}), got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise ValueError(f"{name} must be floating point (labels are one-hot or soft float rows), "
-                         f"got dtype {t.dtype}")
-    if t.ndim != 2 or t.shape[1] != width:
-        raise ValueError(f"{name} must have shape (N, {width}), got {tuple(t.shape)}")
-    if batch is not None and t.shape[0] != batch:
-        raise ValueError(f"{name} has batch size {t.shape[0]} but {batch} was expected")
-    return t
 
 
 # fp16 blocks run in half precision only on GPUs: CPU half-precision convolutions are slow and
@@ -275,9 +258,6 @@ class MappingNetwork(nn.Module):
 
 
 # ---------------------------------------------------------------------------- synthesis network
-
-NOISE_MODES = ("random", "const", "none")
-
 
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution (style from an affine map of w), per-pixel noise and lrelu."""

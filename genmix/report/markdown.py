@@ -8,7 +8,6 @@ several; the best mean per column is bold (highest, or lowest for ECE and false-
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -16,29 +15,30 @@ import numpy as np
 
 from genmix._atomic import atomic_path, write_text
 
-__all__ = ["summarize_runs", "write_report"]
+__all__ = ["run_name", "summarize_runs", "write_report"]
 
-# t quantiles (two-sided 95%) for small samples; beyond the table 1.96 is close enough.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+def run_name(strategy, seed, fold) -> str:
+    """Where a classifier run of an experiment lives, under OUT/runs/."""
+    return f"{strategy}/seed{seed}" + (f"-fold{fold}" if fold is not None else "")
 
 
 def _stats(values):
+    from genmix.metrics import t_interval
+
     vals = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if vals.size == 0:
         return None
-    mean = float(vals.mean())
-    std = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
-    half = _T95.get(vals.size - 1, 1.96) * std / math.sqrt(vals.size) if vals.size > 1 else None
-    return {"mean": mean, "std": std, "n": int(vals.size), "ci95": None if half is None else [mean - half, mean + half]}
+    interval = t_interval(vals)
+    return {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
+            "n": int(vals.size), "ci95": interval["ci"]}
 
 
 def summarize_runs(out: Path, runs: list, class_names: list) -> dict:
     """{strategy: {column: stats}} from every run's metrics.json."""
-    from genmix.pipeline import _run_name
-
     table: dict = {}
     for strategy, seed, fold in runs:
-        path = out / "runs" / _run_name(strategy, seed, fold) / "metrics.json"
+        path = out / "runs" / run_name(strategy, seed, fold) / "metrics.json"
         if not path.is_file():
             continue
         m = json.loads(path.read_text())
@@ -94,13 +94,31 @@ def _ci_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _backends_used() -> str:
-    from genmix.ops import backends
-
+def _backends_used(run_dirs) -> str:
+    """What the runs' kernels really ran (counted by the dispatcher, stored in each run.json),
+    with the reasons `auto` fell back to the reference implementation."""
+    calls: dict = {}
+    fallbacks: dict = {}
+    for run_dir in run_dirs:
+        try:
+            kernels = json.loads((Path(run_dir) / "run.json").read_text()).get("kernels") or {}
+        except (FileNotFoundError, ValueError):
+            continue
+        for op, impls in kernels.get("calls", {}).items():
+            for impl, n in impls.items():
+                calls.setdefault(op, {}).setdefault(impl, 0)
+                calls[op][impl] += n
+        for op, reasons in kernels.get("fallbacks", {}).items():
+            for reason, n in reasons.items():
+                fallbacks.setdefault(op, {}).setdefault(reason, 0)
+                fallbacks[op][reason] += n
+    if not calls:
+        return "_No finished training run recorded its kernel calls._"
     rows = []
-    for op, impls in backends().items():
-        usable = [name for name, row in impls.items() if row["available"]]
-        rows.append(f"- `{op}`: usable here: {', '.join(usable) or 'none'}")
+    for op, impls in sorted(calls.items()):
+        rows.append(f"- `{op}`: " + ", ".join(f"{impl} {n:,} calls" for impl, n in sorted(impls.items())))
+        for reason, n in sorted(fallbacks.get(op, {}).items()):
+            rows.append(f"  - fell back to ref in {n:,} calls: {reason}")
     return "\n".join(rows)
 
 
@@ -158,7 +176,7 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
             lines += ["Soft-label interpolation: each row keeps its latent and moves the label from one class "
                       "to another (GeMix conditions the generator on such soft labels):", "",
                       "![soft-label strip](figures/soft_label_strip.png)", ""]
-        fid = out / "gan" / "fid.json"
+        fid = out / "gan" / "fid" / "fid.json"
         if fid.is_file():
             report = json.loads(fid.read_text())
             o = report["overall"]
@@ -171,14 +189,12 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
                 lines.append(f"| {row['name']} | {fid_v} | {kid_v} | {row['n_real']} | {row['n_fake']} |")
             lines.append("")
 
-    from genmix.pipeline import _run_name
-
     lines += ["## Figures per strategy (first seed)", ""]
     for strategy in cfg.strategies:
         first = next((r for r in runs if r[0] == strategy), None)
         if first is None:
             continue
-        run_dir = out / "runs" / _run_name(*first)
+        run_dir = out / "runs" / run_name(*first)
         shown = []
         for fig, title in (("confusion_matrix", "confusion matrix"), ("reliability", "reliability diagram"),
                            ("features", "feature map")):
@@ -189,8 +205,10 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
 
     lines += ["## Timings", "", "| Stage | seconds |", "|---|---:|"]
     lines += [f"| {name} | {sec:.1f} |" for name, sec in timings.items()]
-    lines += ["", "## Kernel backends", "", "`impl=" + cfg.impl + "` picks the first usable of cuda → triton → ref "
-              "on GPU and cpp → ref on CPU.", "", _backends_used(), ""]
+    run_dirs = [out / "runs" / run_name(*r) for r in runs] + sorted(out.glob("gan*"))
+    lines += ["", "## Kernel backends", "", "What the training runs ran (`impl=" + cfg.impl + "`: the first usable "
+              "of cuda → triton → ref on GPU and cpp → ref on CPU), in op calls:", "",
+              _backends_used(run_dirs), ""]
     path = out / "report.md"
     write_text(path, "\n".join(lines))
     _save_summary(out, summary)

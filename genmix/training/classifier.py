@@ -6,16 +6,16 @@ training; "genmix"/"gemix" draw from a SyntheticPool every batch. The model with
 validation macro-F1 is kept (early stopping watches the same number: on imbalanced medical
 sets accuracy rewards ignoring the rare class).
 
-A run directory holds config.json, checkpoints/ (one per epoch, for --resume), best.safetensors
-(the weights to evaluate) and history.jsonl (one line per epoch).
+A run directory (genmix.training.run) holds config.json, run.json, checkpoints/ (one per
+epoch, for --resume), best.safetensors (the weights to evaluate) and history.jsonl (one line per
+epoch). The data's split comes from `split_seed`, never from the model seed, and a synthetic set
+whose generator trained on any of this run's val/test images is refused.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from genmix._atomic import atomic_path, write_text
+from genmix._atomic import atomic_path
+from genmix.errors import DataLeakError, UsageError, UserRunError
 from genmix.training import distributed as gdist
-from genmix.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from genmix.training.config import RunConfig
+from genmix.training.run import Run, Trainer, check_choice, distributed
 
 __all__ = ["ClassifierConfig", "load_classifier", "predict", "train_classifier"]
 
@@ -33,8 +35,12 @@ OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(RunConfig):
     """Everything that defines a classifier run; stored as the run's config.json."""
+
+    KIND = "classifier"
+    RESUMABLE = ("epochs", "patience")
+    VOLATILE = ("impl", "amp")
 
     model: str = "resnet18"
     mix: str = "none"
@@ -55,6 +61,7 @@ class ClassifierConfig:
     hflip: bool = False                 # random horizontal flips of real images
     amp: bool = True                    # bfloat16 autocast on GPUs
     seed: int = 0
+    split_seed: int = 0                 # draws the data's splits where it has none (never the model seed)
     impl: str = "auto"
     # Filled in from the data:
     data_spec: str = ""
@@ -63,33 +70,19 @@ class ClassifierConfig:
     channels: int = 1
     resolution: list = field(default_factory=lambda: [28, 28])
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ClassifierConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown classifier config keys: {', '.join(unknown)}")
-        return cls(**data)
-
     def validate(self) -> "ClassifierConfig":
-        from genmix.mixing import STRATEGIES
+        from genmix.mixing import STRATEGIES, get_strategy
         from genmix.models.classifiers import CLASSIFIERS
 
-        if self.model not in CLASSIFIERS:
-            raise ValueError(f"model must be one of {', '.join(CLASSIFIERS)}, got {self.model!r}")
-        if self.mix not in STRATEGIES:
-            raise ValueError(f"mix must be one of {', '.join(STRATEGIES)}, got {self.mix!r}")
-        if self.mix in ("synth", "genmix", "gemix") and not self.synthetic:
-            raise ValueError(f"mix {self.mix!r} needs a synthetic set (--synthetic FILE.npz from genmix synthesize)")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        check_choice("model", self.model, CLASSIFIERS)
+        check_choice("mix", self.mix, STRATEGIES)
+        if get_strategy(self.mix).needs_synthetic and not self.synthetic:
+            raise UsageError(f"mix {self.mix!r} needs a synthetic set (--synthetic FILE.npz from genmix synthesize)")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.epochs < 1 or self.batch < 1:
-            raise ValueError(f"epochs and batch must be >= 1, got {self.epochs} and {self.batch}")
+            raise UsageError(f"epochs and batch must be >= 1, got {self.epochs} and {self.batch}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UsageError(f"lr must be > 0, got {self.lr}")
         return self
 
 
@@ -160,179 +153,227 @@ def _cosine_lr(step: int, total: int, warmup: int) -> float:
 
 # ---------------------------------------------------------------------------- training
 
-def train_classifier(data, out_dir, cfg: ClassifierConfig, *, resume=False, device=None, progress=True,
-                     max_epochs_this_call=None, callback=None) -> dict:
+class ClassifierTrainer(Trainer):
+    """One classifier, its optimiser and data order; a step is one batch, a period one epoch.
+
+    Every strategy runs through the same loop: batches go through the strategy's BatchMixer and
+    the loss is the mixer's. The epoch's end validates on val macro-F1, keeps the best weights
+    and decides early stopping.
+    """
+
+    def __init__(self, cfg: ClassifierConfig, dataset, dist: gdist.DistInfo):
+        from genmix.mixing import SyntheticPool, append_synthetic, get_strategy, make_mixer
+
+        self.cfg = cfg
+        self.dist = dist
+        dev = self.device = dist.device
+        self.train, self.val = dataset.splits["train"], dataset.splits["val"]
+        images = self.train.images
+        soft = np.eye(cfg.num_classes, dtype=np.float32)[self.train.labels]
+        spec = get_strategy(cfg.mix)
+        pool = None
+        if spec.needs_synthetic:
+            _check_no_leak(cfg, dataset)
+        if spec.needs_synthetic and not spec.pooled:
+            syn_images, syn_soft = _load_synthetic(cfg, dataset)
+            images, soft = append_synthetic(self.train.images, self.train.labels, syn_images, syn_soft,
+                                            ratio=None if cfg.synth_balance else cfg.synth_ratio,
+                                            balance=cfg.synth_balance, rng=cfg.seed)
+        elif spec.pooled:
+            pool = SyntheticPool.from_npz(cfg.synthetic, cfg.num_classes, resolution=tuple(cfg.resolution),
+                                          device=dev)
+        self.x_train = _nchw_uint8(images)
+        self.y_train = torch.from_numpy(soft)
+
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg).to(dev)
+        if dev.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        gdist.broadcast_module(self.model)
+        self.train_model = self.model
+        if dist.enabled:
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if cfg.optimizer == "adamw":
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9,
+                                       weight_decay=cfg.weight_decay, nesterov=True)
+        self.per_rank = max(cfg.batch // dist.world_size, 1)
+        self.steps_per_epoch = max(len(self.x_train) // (self.per_rank * dist.world_size), 1)
+        self.total = self.steps_per_epoch * cfg.epochs
+        self.warmup = int(cfg.warmup_epochs * self.steps_per_epoch)
+        # One generator orders the data (the same on every process, each takes its shard);
+        # another, per process, drives the mixer.
+        self.order_rng = torch.Generator().manual_seed(cfg.seed)
+        self.mix_rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + dist.rank + 1)
+        self.mixer = make_mixer(cfg.mix, cfg.num_classes, alpha=cfg.alpha, synthetic=pool,
+                                generator=self.mix_rng, impl=cfg.impl)
+        self.state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "stale": 0}
+        self.use_amp = cfg.amp and dev.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.summary: dict = {}
+        self._order = None
+
+    @property
+    def progress(self) -> int:
+        return self.state["step"]
+
+    def finished(self) -> bool:
+        stopped = self.cfg.patience and self.state["stale"] >= self.cfg.patience
+        return self.state["epoch"] >= self.cfg.epochs or bool(stopped)
+
+    def rng_streams(self) -> dict:
+        return {"order": (self.order_rng, False), "mix": (self.mix_rng, True)}
+
+    def _epoch_order(self):
+        if self.cfg.class_balanced:
+            from genmix.mixing import class_balanced_sampler
+
+            sampler = class_balanced_sampler(self.y_train.argmax(1), generator=self.order_rng)
+            order = torch.tensor(list(sampler), dtype=torch.long)[: len(self.x_train)]
+        else:
+            order = torch.randperm(len(self.x_train), generator=self.order_rng)
+        flips = torch.rand(len(self.x_train), generator=self.order_rng) < 0.5
+        return order, flips
+
+    def step(self) -> dict:
+        cfg, dev, ws = self.cfg, self.device, self.dist.world_size
+        i = self.state["step"] - self.state["epoch"] * self.steps_per_epoch
+        if i == 0 or self._order is None:
+            self._order = self._epoch_order()
+            self.train_model.train()
+        order, flips = self._order
+        idx = order[i * self.per_rank * ws:(i + 1) * self.per_rank * ws][self.dist.rank::ws]
+        x = _to_float(self.x_train[idx].to(dev, non_blocking=True))
+        if cfg.hflip:
+            x = torch.where(flips[idx].to(dev).view(-1, 1, 1, 1), x.flip(3), x)
+        x, y = self.mixer(x, self.y_train[idx].to(dev))
+        if dev.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * _cosine_lr(self.state["step"], self.total, self.warmup)
+        with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            logits = self.train_model(x)
+        loss = self.mixer.loss(logits.float(), y)
+        if cfg.label_smoothing:
+            loss = (1 - cfg.label_smoothing) * loss + cfg.label_smoothing * \
+                (-torch.log_softmax(logits.float(), 1).mean(1)).mean()
+        if not torch.isfinite(loss):
+            raise UserRunError(f"non-finite training loss at epoch {self.state['epoch'] + 1}, step {i}; "
+                               f"the last checkpoint was kept (try a lower --lr)")
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.state["step"] += 1
+        return {"train_loss": loss.detach()}
+
+    def period_done(self) -> bool:
+        return self.state["step"] >= (self.state["epoch"] + 1) * self.steps_per_epoch
+
+    def end_period(self, run: Run, means: dict) -> dict:
+        from genmix.metrics import classification_metrics
+
+        gdist.broadcast_buffers(self.model)
+        val_probs = predict(self.model, self.val.images, device=self.device)
+        val = classification_metrics(val_probs, self.val.labels, self.cfg.class_names)
+        st = self.state
+        st["epoch"] += 1
+        self._order = None
+        improved = val["macro_f1"] > st["best_f1"]
+        if improved:
+            st.update(best_f1=float(val["macro_f1"]), best_epoch=st["epoch"], stale=0)
+        else:
+            st["stale"] += 1
+        if improved and self.dist.is_main:
+            with atomic_path(run.dir / "best.safetensors") as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
+        line = dict(epoch=st["epoch"], train_loss=means.get("train_loss", float("nan")),
+                    val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], val_auc=val["auc"],
+                    lr=self.opt.param_groups[0]["lr"])
+        self.summary = dict(st, last=line)
+        return line
+
+    def postfix(self, stats: dict) -> dict:
+        return {"epoch": self.state["epoch"], "loss": f"{stats.get('train_loss', float('nan')):.4f}",
+                "best_f1": f"{max(self.state['best_f1'], 0):.3f}"}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "progress": dict(self.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.state.update(state["progress"])
+        self.summary = dict(self.state)
+
+
+def train_classifier(data, out_dir, cfg, *, resume=False, device=None, progress=True,
+                     max_epochs_this_call=None, callback=None, log=None) -> dict:
     """Train (or resume) a classifier run; returns the summary (best epoch, val metrics).
 
     `data` is a dataset SPEC string or a loaded MedicalDataset (k-fold experiments pass their
-    fold). `max_epochs_this_call` stops after that many epochs (interruption drills, tests).
-    `callback(step, total_steps)` is called after every step (a caller's progress display).
+    fold). `cfg` is a ClassifierConfig, or a dict of the settings asked for explicitly (the CLI):
+    on `resume` those are compared with the saved ones and only ClassifierConfig.RESUMABLE may
+    change. `max_epochs_this_call` stops after that many epochs (interruption drills, tests).
+    `callback(step, total_steps)` is called after every step.
     """
-    from tqdm import tqdm
-
     from genmix.data import load_dataset
-    from genmix.metrics import classification_metrics
-    from genmix.mixing import SyntheticPool, append_synthetic, class_balanced_sampler, make_mixer
+    from genmix.data.digests import split_record
 
-    out_dir = Path(out_dir)
-    info = gdist.init_from_env(device)
-    dev = info.device
-    config_path = out_dir / "config.json"
-    if resume and config_path.is_file():
-        saved = ClassifierConfig.from_dict(json.loads(config_path.read_text()))
-        saved.epochs = cfg.epochs  # a resumed run may be extended
-        cfg = saved
-    elif latest_checkpoint(out_dir / "checkpoints") is not None:
-        raise FileExistsError(f"{out_dir} already holds a classifier run; pass --resume to continue it "
-                              f"or choose another --out")
-    dataset = load_dataset(data, seed=cfg.seed) if isinstance(data, str) else data
-    cfg.data_spec = cfg.data_spec or (data if isinstance(data, str) else dataset.name)
-    cfg.num_classes = dataset.num_classes
-    cfg.class_names = list(dataset.class_names)
-    cfg.channels = dataset.channels
-    cfg.resolution = [int(v) for v in dataset.resolution]
-    cfg.validate()
+    requested = cfg.to_dict() if isinstance(cfg, ClassifierConfig) else dict(cfg)
+    with distributed(device) as info:
+        run = Run(out_dir, "classifier", info, resume=resume, log=log, log_name="history.jsonl")
+        new_cfg = (lambda: cfg) if isinstance(cfg, ClassifierConfig) else (lambda: ClassifierConfig.from_dict(requested))
+        run_cfg = run.resolve_config(ClassifierConfig, {k: v for k, v in requested.items()
+                                                        if k not in _FROM_DATA}, new_cfg)
+        dataset = load_dataset(data, seed=run_cfg.split_seed) if isinstance(data, (str, Path)) else data
+        run_cfg.data_spec = run_cfg.data_spec or (str(data) if isinstance(data, (str, Path)) else dataset.name)
+        run_cfg.num_classes = dataset.num_classes
+        run_cfg.class_names = list(dataset.class_names)
+        run_cfg.channels = dataset.channels
+        run_cfg.resolution = [int(v) for v in dataset.resolution]
+        run_cfg.validate()
+        trainer = ClassifierTrainer(run_cfg, dataset, info)
+        run.begin(run_cfg, data=split_record(dataset, run_cfg.data_spec, run_cfg.split_seed))
+        run.restore(trainer)
+        max_steps = None
+        if max_epochs_this_call is not None:
+            max_steps = max(0, (trainer.state["epoch"] + max_epochs_this_call) * trainer.steps_per_epoch
+                            - trainer.state["step"])
+        run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback, keep=2,
+                desc=f"train {run_cfg.model}/{run_cfg.mix}")
+        return trainer.summary
 
-    train, val = dataset.splits["train"], dataset.splits["val"]
-    train_images = train.images
-    train_soft = np.eye(cfg.num_classes, dtype=np.float32)[train.labels]
-    pool = None
-    if cfg.mix == "synth":
-        syn_images, syn_soft = _load_synthetic(cfg, dataset)
-        train_images, train_soft = append_synthetic(train.images, train.labels, syn_images, syn_soft,
-                                                    ratio=None if cfg.synth_balance else cfg.synth_ratio,
-                                                    balance=cfg.synth_balance, rng=cfg.seed)
-    elif cfg.mix in ("genmix", "gemix"):
-        pool = SyntheticPool.from_npz(cfg.synthetic, cfg.num_classes, resolution=tuple(cfg.resolution), device=dev)
-    x_train = _nchw_uint8(train_images)
-    y_train = torch.from_numpy(train_soft)
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    gdist.broadcast_module(model)
-    train_model = model
-    if info.enabled:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay,
-                              nesterov=True)
-    per_rank = max(cfg.batch // info.world_size, 1)
-    steps_per_epoch = max(len(x_train) // (per_rank * info.world_size), 1)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    # One generator orders the data (same on every process, each takes its shard); another,
-    # per process, drives the mixer.
-    order_rng = torch.Generator().manual_seed(cfg.seed)
-    mix_rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + info.rank + 1)
-    mixer = make_mixer(cfg.mix, cfg.num_classes, alpha=cfg.alpha, synthetic=pool, generator=mix_rng,
-                       impl=cfg.impl)
+# Settings filled in from the data, not asked for by the caller.
+_FROM_DATA = ("data_spec", "num_classes", "class_names", "channels", "resolution")
 
-    state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "stale": 0}
-    ckpt = latest_checkpoint(out_dir / "checkpoints") if resume else None
-    if ckpt is not None:
-        saved = load_checkpoint(ckpt, map_location="cpu")
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        order_rng.set_state(saved["order_rng"])
-        mix_rng.set_state(saved["mix_rng"].to(mix_rng.get_state().device))
-        torch.set_rng_state(saved["torch_rng"])
-        state.update(saved["progress"])
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(config_path, json.dumps(cfg.to_dict(), indent=2))
 
-    use_amp = cfg.amp and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["epoch"] * steps_per_epoch,
-               disable=not (progress and info.is_main), desc=f"train {cfg.model}/{cfg.mix}",
-               unit="step", dynamic_ncols=True)
-    epochs_run = 0
-    summary = {}
-    while state["epoch"] < cfg.epochs:
-        if max_epochs_this_call is not None and epochs_run >= max_epochs_this_call:
-            break
-        if cfg.patience and state["stale"] >= cfg.patience:
-            break
-        t0 = time.perf_counter()
-        if cfg.class_balanced:
-            sampler = class_balanced_sampler(y_train.argmax(1), generator=order_rng)
-            order = torch.tensor(list(sampler), dtype=torch.long)[: len(x_train)]
-        else:
-            order = torch.randperm(len(x_train), generator=order_rng)
-        flips = torch.rand(len(x_train), generator=order_rng) < 0.5
-        train_model.train()
-        loss_sum, seen = 0.0, 0
-        for i in range(steps_per_epoch):
-            idx = order[i * per_rank * info.world_size:(i + 1) * per_rank * info.world_size][info.rank::info.world_size]
-            x = _to_float(x_train[idx].to(dev, non_blocking=True))
-            if cfg.hflip:
-                x = torch.where(flips[idx].to(dev).view(-1, 1, 1, 1), x.flip(3), x)
-            y = y_train[idx].to(dev)
-            x, y = mixer(x, y)
-            if dev.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * _cosine_lr(state["step"], total_steps, warmup)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                logits = train_model(x)
-            loss = mixer.loss(logits.float(), y)
-            if cfg.label_smoothing:
-                loss = (1 - cfg.label_smoothing) * loss + cfg.label_smoothing * \
-                    (-torch.log_softmax(logits.float(), 1).mean(1)).mean()
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"non-finite training loss at epoch {state['epoch'] + 1}, step {i}; "
-                                   f"the last checkpoint was kept (try a lower --lr)")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            state["step"] += 1
-            loss_sum += loss.item() * len(idx)
-            seen += len(idx)
-            bar.update(1)
-            if callback is not None:
-                callback(state["step"], total_steps)
-            bar.set_postfix(epoch=state["epoch"] + 1, loss=f"{loss_sum / seen:.4f}",
-                            best_f1=f"{max(state['best_f1'], 0):.3f}")
-        gdist.broadcast_buffers(model)
-        val_probs = predict(model, val.images, device=dev)
-        val_metrics = classification_metrics(val_probs, val.labels, cfg.class_names)
-        state["epoch"] += 1
-        epochs_run += 1
-        f1 = val_metrics["macro_f1"]
-        improved = f1 > state["best_f1"]
-        if improved:
-            state.update(best_f1=float(f1), best_epoch=state["epoch"], stale=0)
-        else:
-            state["stale"] += 1
-        line = dict(epoch=state["epoch"], train_loss=loss_sum / max(seen, 1), val_accuracy=val_metrics["accuracy"],
-                    val_macro_f1=f1, val_auc=val_metrics["auc"], lr=opt.param_groups[0]["lr"],
-                    seconds=time.perf_counter() - t0)
-        if info.is_main:
-            if improved:
-                with atomic_path(out_dir / "best.safetensors") as tmp:
-                    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-            save_checkpoint(out_dir / "checkpoints", state["epoch"], {
-                "model": model.state_dict(), "opt": opt.state_dict(), "order_rng": order_rng.get_state(),
-                "mix_rng": mix_rng.get_state().cpu(), "torch_rng": torch.get_rng_state(), "progress": dict(state),
-            }, keep=2)
-            with open(out_dir / "history.jsonl", "a") as fh:
-                fh.write(json.dumps(line) + "\n")
-        gdist.barrier()
-        summary = dict(state, last=line)
-    bar.close()
-    gdist.shutdown()
-    return summary
+def _check_no_leak(cfg: ClassifierConfig, dataset) -> None:
+    """Refuse a synthetic set whose generator trained on any of this run's val/test images
+    (they would reach the classifier through the synthetic images and inflate its score).
+    Images the data itself holds in train as well as in val/test are the data's own overlap,
+    not the generator's doing, and are not counted."""
+    from genmix.data.digests import image_digests
+
+    with np.load(cfg.synthetic) as syn:
+        if "generator_train_digests" not in syn.files:
+            return
+        seen = set(syn["generator_train_digests"].tolist())
+    held_out = set(image_digests(dataset.splits["val"].images).tolist()) | \
+        set(image_digests(dataset.splits["test"].images).tolist())
+    leaked = (seen & held_out) - set(image_digests(dataset.splits["train"].images).tolist())
+    if leaked:
+        raise DataLeakError(f"synthetic: the generator behind {cfg.synthetic} trained on {len(leaked)} of this "
+                            f"run's val/test images; train the generator on this run's training split "
+                            f"(the same data and --split-seed {cfg.split_seed})")
 
 
 def _load_synthetic(cfg: ClassifierConfig, dataset):
-    from genmix.data import resize_images
+    from genmix.data import DataError, resize_images
 
     with np.load(cfg.synthetic) as data:
         images = data["train_images"]
@@ -343,5 +384,5 @@ def _load_synthetic(cfg: ClassifierConfig, dataset):
     if images.shape[1:3] != tuple(cfg.resolution):
         images = resize_images(images, cfg.resolution[0])
     if images.shape[-1] != cfg.channels:
-        raise ValueError(f"synthetic: {cfg.synthetic} has {images.shape[-1]} channels, the data {cfg.channels}")
+        raise DataError(f"synthetic: {cfg.synthetic} has {images.shape[-1]} channels, the data {cfg.channels}")
     return images, soft.astype(np.float32)

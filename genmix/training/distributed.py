@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_grads", "all_reduce_mean", "broadcast_module", "init_from_env",
-           "shutdown"]
+from genmix.errors import UsageError
+
+__all__ = ["DistInfo", "all_gather_objects", "all_reduce_grads", "all_reduce_mean", "broadcast_module",
+           "init_from_env", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def init_from_env(device: str | None = None) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     want_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if want_cuda and not torch.cuda.is_available():
-        raise ValueError("device: CUDA was requested but torch sees no GPU")
+        raise UsageError("device: CUDA was requested but torch sees no GPU")
     if want_cuda:
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
@@ -120,6 +122,15 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     """Mean of `values` over processes (a copy; the input is left alone)."""
     return all_reduce_sum(values) / (dist.get_world_size() if _active() else 1)
+
+
+def all_gather_objects(obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every process (picklable objects; CPU tensors)."""
+    if not _active():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier() -> None:

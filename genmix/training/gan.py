@@ -13,10 +13,8 @@ class) and log.jsonl (one line of statistics per snapshot).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genmix._atomic import write_text
+from genmix.errors import UsageError, UserRunError
 from genmix.training import distributed as gdist
-from genmix.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
+from genmix.training.config import RunConfig
+from genmix.training.run import Run, Trainer, check_choice, distributed
 
 __all__ = ["GANConfig", "GANTrainer", "NonFiniteLossError", "PRESETS", "build_networks",
            "gan_resolution", "load_generator", "prepare_images", "train_gan"]
@@ -34,13 +34,17 @@ __all__ = ["GANConfig", "GANTrainer", "NonFiniteLossError", "PRESETS", "build_ne
 ARCHS = ("stylegan2", "dcgan")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserRunError):
     """A loss became NaN/inf; training stops and the last good checkpoint is kept."""
 
 
 @dataclass
-class GANConfig:
+class GANConfig(RunConfig):
     """Everything that defines a GAN run; stored as the run's config.json."""
+
+    KIND = "GAN"
+    RESUMABLE = ("kimg", "snapshot_kimg", "keep_checkpoints")
+    VOLATILE = ("impl",)
 
     arch: str = "stylegan2"
     resolution: int = 32            # the networks' square resolution (a power of two)
@@ -75,6 +79,7 @@ class GANConfig:
     snapshot_kimg: float = 1.0
     keep_checkpoints: int = 3
     seed: int = 0
+    split_seed: int = 0             # draws the data's splits where it has none (never the model seed)
     impl: str = "auto"
 
     def resolved_r1_gamma(self) -> float:
@@ -85,32 +90,21 @@ class GANConfig:
     def resolved_ema_kimg(self) -> float:
         return float(self.ema_kimg) if self.ema_kimg is not None else self.batch * 10 / 32
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GANConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown GAN config keys: {', '.join(unknown)}")
-        return cls(**data)
-
     def validate(self) -> "GANConfig":
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        check_choice("arch", self.arch, ARCHS)
         if self.resolution < 16 or self.resolution & (self.resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 16, got {self.resolution}")
+            raise UsageError(f"resolution must be a power of two >= 16, got {self.resolution}")
         if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
+            raise UsageError(f"batch must be >= 1, got {self.batch}")
         if not self.kimg > 0:
-            raise ValueError(f"kimg must be > 0, got {self.kimg}")
-        if self.aug not in ("ada", "none"):
-            raise ValueError(f"aug must be 'ada' or 'none', got {self.aug!r}")
+            raise UsageError(f"kimg must be > 0, got {self.kimg}")
+        check_choice("aug", self.aug, ("ada", "none"))
         if self.pl_weight > 0 and self.arch != "stylegan2":
-            raise ValueError("path-length regularisation (pl_weight > 0) needs arch=stylegan2")
+            raise UsageError("path-length regularisation (pl_weight > 0) needs arch=stylegan2")
         return self
 
+
+DEFAULT_PRESET = "cpu-tiny"
 
 # Presets: cpu-tiny finishes in minutes on 2 cores at 32x32 and already shows class structure on
 # small medical sets; gpu is a real run (StyleGAN2-ADA's small-dataset settings).
@@ -162,15 +156,22 @@ def build_networks(cfg: GANConfig):
     return G, D
 
 
-def _make_optimizer(module, lr, betas, reg_interval):
-    # Lazy regularisation runs the regulariser every `reg_interval` steps; scaling lr and betas
-    # by interval/(interval+1) keeps the effective optimiser dynamics as if it ran every step.
-    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-    return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b ** ratio for b in betas), eps=1e-8)
+def _make_optimizer(module, lr, betas):
+    # StyleGAN2-ADA scales lr and betas by interval/(interval+1) because it runs the lazy
+    # regulariser as a *separate* optimiser step. Here the regulariser's gradient is added to
+    # the main step's (scaled by the interval), so there is one step per iteration and the
+    # configured lr and betas are the ones that apply.
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(betas), eps=1e-8)
 
 
-class GANTrainer:
-    """Holds networks, optimisers, augmentation and RNG state; `step()` is one iteration."""
+class GANTrainer(Trainer):
+    """Holds networks, optimisers, augmentation and RNG state; `step()` is one iteration.
+
+    Progress is counted in real images shown; a period is one snapshot interval, at whose end
+    the losses are checked for finiteness and a sample grid is written.
+    """
+
+    unit = "img"
 
     def __init__(self, cfg: GANConfig, images: torch.Tensor, labels: torch.Tensor,
                  dist_info: gdist.DistInfo | None = None):
@@ -183,7 +184,7 @@ class GANTrainer:
         if labels.shape != (images.shape[0],):
             raise ValueError(f"labels must be ({images.shape[0]},), got {tuple(labels.shape)}")
         if cfg.batch % self.dist.world_size:
-            raise ValueError(f"batch ({cfg.batch}) must be divisible by the number of processes "
+            raise UsageError(f"batch ({cfg.batch}) must be divisible by the number of processes "
                              f"({self.dist.world_size})")
         self.batch_per_rank = cfg.batch // self.dist.world_size
         self.images = images.to(self.device)
@@ -203,8 +204,8 @@ class GANTrainer:
         torch.manual_seed(cfg.seed * 1000 + self.dist.rank + 1)
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + self.dist.rank + 7)
 
-        self.opt_G = _make_optimizer(self.G, cfg.g_lr, cfg.betas, cfg.pl_interval if cfg.pl_weight > 0 else 0)
-        self.opt_D = _make_optimizer(self.D, cfg.d_lr, cfg.betas, cfg.r1_interval)
+        self.opt_G = _make_optimizer(self.G, cfg.g_lr, cfg.betas)
+        self.opt_D = _make_optimizer(self.D, cfg.d_lr, cfg.betas)
         self.augment = self.ada = None
         if cfg.aug == "ada":
             from genmix.models.augment import AdaptiveP, AugmentPipe
@@ -216,6 +217,13 @@ class GANTrainer:
         self.cur_nimg = 0
         self.step_index = 0
         self.last_rt = None
+        self.total = int(cfg.kimg * 1000)
+        self._snapshot_every = max(int(cfg.snapshot_kimg * 1000), cfg.batch)
+        self._next_snapshot = self._snapshot_every
+
+    @property
+    def progress(self) -> int:
+        return self.cur_nimg
 
     # ------------------------------------------------------------------ sampling helpers
     def _randn(self, *shape):
@@ -284,7 +292,7 @@ class GANTrainer:
         self._update_ema()
         self.cur_nimg += cfg.batch
         self.step_index += 1
-        return self._check_finite(stats)
+        return stats
 
     def _r1_step(self, real, real_c):
         gamma = self.cfg.resolved_r1_gamma()
@@ -336,16 +344,38 @@ class GANTrainer:
             for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 b_ema.copy_(b)
 
-    def _check_finite(self, stats: dict) -> dict:
-        values = torch.stack([v.float() for v in stats.values()])
-        finite = torch.isfinite(values).all().float()
-        if gdist.all_reduce_mean(finite).item() < 1:
-            bad = [k for k, v in stats.items() if not torch.isfinite(v).all()]
+    def check_finite(self, means: dict) -> None:
+        """Stop with NonFiniteLossError when a period's statistics went NaN/inf on any process.
+        Checked once per period, so the hot path never waits for a value from the device."""
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if gdist.all_reduce_mean(torch.tensor(float(not bad))).item() < 1:
             raise NonFiniteLossError(
-                f"non-finite {', '.join(bad) or 'loss on another process'} at kimg "
+                f"non-finite {', '.join(bad) or 'loss on another process'} before kimg "
                 f"{self.cur_nimg / 1000:.3f}; stopping. The last checkpoint was kept; try a lower "
                 f"learning rate or a larger r1_gamma and resume from it")
-        return {k: float(v) for k, v in zip(stats, values.tolist())}
+
+    # ------------------------------------------------------------------ the harness's hooks
+    def period_done(self) -> bool:
+        return self.cur_nimg >= self._next_snapshot
+
+    def end_period(self, run: Run, means: dict) -> dict:
+        self.check_finite(means)
+        while self._next_snapshot <= self.cur_nimg:
+            self._next_snapshot += self._snapshot_every
+        if self.dist.is_main:
+            from genmix.data.grid import save_image_grid
+
+            grid = self.sample_grid(per_class=8)
+            save_image_grid(grid, run.dir / "samples" / f"grid-{self.cur_nimg // 1000:06d}kimg.png", nrow=8)
+            save_image_grid(grid, run.dir / "samples" / "latest.png", nrow=8)
+        return {"kimg": self.cur_nimg / 1000, "ada_p": self.ada_p, "rt": self.last_rt}
+
+    def postfix(self, stats: dict) -> dict:
+        return {"kimg": f"{self.cur_nimg / 1000:.2f}", "G": f"{stats.get('loss_G', float('nan')):.3f}",
+                "D": f"{stats.get('loss_D', float('nan')):.3f}", "p": f"{self.ada_p:.3f}"}
+
+    def rng_streams(self) -> dict:
+        return {"batches_latents": (self.rng, True)}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -355,8 +385,6 @@ class GANTrainer:
             "ada": self.ada.state_dict() if self.ada is not None else None,
             "pl_mean": self.pl_mean,
             "cur_nimg": self.cur_nimg, "step_index": self.step_index,
-            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -370,11 +398,7 @@ class GANTrainer:
         self.pl_mean.copy_(state["pl_mean"])
         self.cur_nimg = int(state["cur_nimg"])
         self.step_index = int(state["step_index"])
-        # RNG states are per process; a resume with another process count reseeds instead.
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self._next_snapshot = (self.cur_nimg // self._snapshot_every + 1) * self._snapshot_every
 
     @property
     def ada_p(self) -> float:
@@ -426,10 +450,6 @@ def sample_images(G, cfg: GANConfig, classes=None, *, soft_labels=None, seed=0, 
 
 # ---------------------------------------------------------------------------- run management
 
-def _write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2))
-
-
 def load_generator(run_dir, device="cpu", *, ema=True):
     """(G, cfg) from a run's newest checkpoint: G_ema by default, in eval mode."""
     run_dir = Path(run_dir)
@@ -440,122 +460,57 @@ def load_generator(run_dir, device="cpu", *, ema=True):
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise FileNotFoundError(f"{run_dir} has no complete checkpoint in checkpoints/")
-    state = load_checkpoint(ckpt)
+    state = load_checkpoint(ckpt)["trainer"]
     G, _ = build_networks(cfg)
     G.load_state_dict(state["G_ema" if ema else "G"])
     return G.to(device).eval().requires_grad_(False), cfg
 
 
-def train_gan(data_spec: str, out_dir, *, preset: str | None = "cpu-tiny", overrides: dict | None = None,
+def train_gan(data, out_dir, *, preset: str | None = "cpu-tiny", overrides: dict | None = None,
               resume: bool = False, device: str | None = None, progress: bool = True,
-              max_steps: int | None = None, callback=None) -> Path:
+              max_steps: int | None = None, callback=None, log=None) -> Path:
     """Train (or resume) a GAN run in `out_dir`; returns the newest checkpoint's path.
 
-    `max_steps` stops early after that many iterations (tests, interruption drills); the run
-    is then resumable like any other. `callback(images_seen, images_total)` is called after
-    every step (a caller's own progress display).
+    `data` is a dataset SPEC or a loaded MedicalDataset (a fold of a cross-validation).
+    On `resume`, the saved settings hold; `overrides` (and the preset, when one is given) may
+    change only GANConfig.RESUMABLE ones, any other change is refused. `max_steps` stops early
+    after that many iterations (tests, interruption drills); the run stays resumable.
+    `callback(images_seen, images_total)` is called after every step.
     """
-    out_dir = Path(out_dir)
-    info = gdist.init_from_env(device)
-    config_path = out_dir / "config.json"
-    if resume:
-        if not config_path.is_file():
-            raise FileNotFoundError(f"--resume: {config_path} does not exist; start a new run without --resume")
-        saved = json.loads(config_path.read_text())
-        # Only the schedule may change on resume; architecture changes would not load.
-        for key in ("kimg", "snapshot_kimg"):
-            if overrides and overrides.get(key) is not None:
-                saved[key] = overrides[key]
-        cfg = GANConfig.from_dict(saved).validate()
-    else:
-        if latest_checkpoint(out_dir / "checkpoints") is not None:
-            raise FileExistsError(f"{out_dir} already holds a GAN run; pass --resume to continue it "
-                                  f"or choose another --out")
-        cfg = None
-
     from genmix.data import load_dataset
+    from genmix.data.digests import image_digests, split_record
 
-    dataset = load_dataset(cfg.data_spec if cfg is not None else data_spec,
-                           seed=cfg.seed if cfg is not None else (overrides or {}).get("seed", 0) or 0)
-    train = dataset.splits["train"]
-    if cfg is None:
-        values = dict(PRESETS[preset]) if preset else {}
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        h, w = dataset.resolution
-        values.setdefault("resolution", gan_resolution(h, w))
-        cfg = GANConfig(channels=dataset.channels, num_classes=dataset.num_classes,
-                        class_names=list(dataset.class_names), data_spec=data_spec,
-                        data_resolution=[int(h), int(w)],
-                        class_counts=[int(n) for n in dataset.counts("train")], **values).validate()
-    images = prepare_images(train.images, cfg.resolution)
-    labels = torch.as_tensor(train.labels, dtype=torch.long)
-    trainer = GANTrainer(cfg, images, labels, info)
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    requested = dict(PRESETS[preset]) if preset else {}
+    requested.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    with distributed(device) as info:
+        run = Run(out_dir, "GAN", info, resume=resume, log=log)
+        holder = {}
 
-    ckpt = latest_checkpoint(out_dir / "checkpoints") if resume else None
-    if ckpt is not None:
-        trainer.load_state_dict(load_checkpoint(ckpt, map_location=info.device))
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(config_path, cfg.to_dict())
-    try:
-        return _train_loop(trainer, out_dir, progress=progress and info.is_main, max_steps=max_steps,
-                           callback=callback)
-    finally:
-        gdist.shutdown()
+        def load(spec, split_seed):
+            return load_dataset(spec, seed=split_seed) if isinstance(spec, (str, Path)) else data
 
+        def new_config():
+            dataset = holder["dataset"] = load(data, requested.get("split_seed", 0))
+            h, w = dataset.resolution
+            values = dict(requested)
+            values.setdefault("resolution", gan_resolution(h, w))
+            return GANConfig(channels=dataset.channels, num_classes=dataset.num_classes,
+                             class_names=list(dataset.class_names),
+                             data_spec=str(data) if isinstance(data, (str, Path)) else dataset.name,
+                             data_resolution=[int(h), int(w)],
+                             class_counts=[int(n) for n in dataset.counts("train")], **values).validate()
 
-def _snapshot(trainer: GANTrainer, out_dir: Path, stats: dict) -> Path | None:
-    cfg = trainer.cfg
-    path = None
-    if trainer.dist.is_main:
-        path = save_checkpoint(out_dir / "checkpoints", trainer.cur_nimg, trainer.state_dict(),
-                               keep=cfg.keep_checkpoints)
-        from genmix.report.plots import save_image_grid
-
-        grid = trainer.sample_grid(per_class=8)
-        save_image_grid(grid, out_dir / "samples" / f"grid-{trainer.cur_nimg // 1000:06d}kimg.png", nrow=8)
-        save_image_grid(grid, out_dir / "samples" / "latest.png", nrow=8)
-        line = dict(kimg=trainer.cur_nimg / 1000, ada_p=trainer.ada_p, rt=trainer.last_rt, **stats)
-        with open(out_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(line) + "\n")
-    gdist.barrier()
-    return path
-
-
-def _train_loop(trainer: GANTrainer, out_dir: Path, *, progress: bool, max_steps: int | None,
-                callback=None) -> Path:
-    from tqdm import tqdm
-
-    cfg = trainer.cfg
-    total = int(cfg.kimg * 1000)
-    snapshot_every = max(int(cfg.snapshot_kimg * 1000), cfg.batch)
-    next_snapshot = (trainer.cur_nimg // snapshot_every + 1) * snapshot_every
-    bar = tqdm(total=total, initial=min(trainer.cur_nimg, total), unit="img", disable=not progress,
-               desc="train-gan", dynamic_ncols=True, leave=True)
-    sums: dict = {}
-    count = 0
-    steps = 0
-    last_path = latest_checkpoint(out_dir / "checkpoints")
-    start_time = time.perf_counter()
-    start_nimg = trainer.cur_nimg
-    while trainer.cur_nimg < total and (max_steps is None or steps < max_steps):
-        stats = trainer.step()
-        steps += 1
-        count += 1
-        for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + v
-        bar.update(cfg.batch)
-        if callback is not None:
-            callback(trainer.cur_nimg, total)
-        elapsed = time.perf_counter() - start_time
-        sec_per_kimg = elapsed / max((trainer.cur_nimg - start_nimg) / 1000, 1e-9)
-        bar.set_postfix(kimg=f"{trainer.cur_nimg / 1000:.2f}", G=f"{stats['loss_G']:.3f}",
-                        D=f"{stats['loss_D']:.3f}", p=f"{trainer.ada_p:.3f}", s_kimg=f"{sec_per_kimg:.1f}")
-        if trainer.cur_nimg >= next_snapshot or trainer.cur_nimg >= total:
-            means = {k: v / count for k, v in sums.items()}
-            means["sec_per_kimg"] = sec_per_kimg
-            last_path = _snapshot(trainer, out_dir, means) or last_path
-            sums, count = {}, 0
-            next_snapshot += snapshot_every
-    bar.close()
-    return last_path
+        cfg = run.resolve_config(GANConfig, requested, new_config)
+        dataset = holder.get("dataset") or load(data if not isinstance(data, (str, Path)) else cfg.data_spec,
+                                                cfg.split_seed)
+        train = dataset.splits["train"]
+        run.begin(cfg, data=split_record(dataset, cfg.data_spec, cfg.split_seed))
+        if info.is_main:
+            np.save(run.dir / "train_digests.npy", image_digests(train.images))
+        trainer = GANTrainer(cfg, prepare_images(train.images, cfg.resolution),
+                             torch.as_tensor(train.labels, dtype=torch.long), info)
+        run.restore(trainer)
+        return run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback,
+                       keep=cfg.keep_checkpoints, desc="train-gan")

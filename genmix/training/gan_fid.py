@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from genmix._atomic import write_text
+from genmix.data import DataError
+from genmix.errors import UsageError
 
 __all__ = ["fid_for_run"]
 
@@ -21,14 +23,14 @@ def fid_for_run(gan_dir, data_spec=None, *, n=2000, split="train", extractor="au
     """Compute the report, write it as JSON (default GAN_DIR/fid.json) and return it."""
     from genmix.data import load_dataset
     from genmix.metrics.fid import fid_report, get_extractor
-    from genmix.training.gan import load_generator, sample_images
+    from genmix.training.generator import load_generator, sample_images
 
     if n < 2:
-        raise ValueError(f"n must be >= 2, got {n}")
+        raise UsageError(f"n must be >= 2, got {n}")
     G, cfg = load_generator(gan_dir, device)
-    dataset = load_dataset(data_spec or cfg.data_spec, seed=cfg.seed)
+    dataset = load_dataset(data_spec or cfg.data_spec, seed=cfg.split_seed)
     if dataset.num_classes != cfg.num_classes:
-        raise ValueError(f"data has {dataset.num_classes} classes but the GAN was trained on {cfg.num_classes}")
+        raise DataError(f"data has {dataset.num_classes} classes but the GAN was trained on {cfg.num_classes}")
     real = dataset.splits[split]
     counts = np.bincount(real.labels, minlength=cfg.num_classes).astype(np.float64)
     # Largest-remainder apportionment of n over the real class frequencies.

@@ -1,5 +1,6 @@
 """Evaluating a trained classifier run (`genmix evaluate`): metrics.json and the plots a clinical
-reader asks for (confusion matrix, reliability diagram, ROC curves, feature map).
+reader asks for (confusion matrix, reliability diagram, ROC curves, feature map). An
+application stage: it combines training (the run's weights), metrics and report plots.
 
 The feature map shows the penultimate features of real evaluation images and, when the run
 trained on a synthetic set, of synthetic images and of real/synthetic mixes (GenMix paper,
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from genmix._atomic import atomic_path, write_text
+from genmix.data import DataError
+from genmix.errors import UsageError
 
 __all__ = ["evaluate_run"]
 
@@ -35,14 +38,14 @@ def evaluate_run(model_dir, data=None, *, split="test", out_dir=None, device="cp
     out_dir = Path(out_dir) if out_dir else model_dir
     model, cfg = load_classifier(model_dir, device)
     dataset = data if data is not None and not isinstance(data, str) else load_dataset(data or cfg.data_spec,
-                                                                                       seed=cfg.seed)
+                                                                                       seed=cfg.split_seed)
     if dataset.num_classes != cfg.num_classes:
-        raise ValueError(f"data has {dataset.num_classes} classes, the model was trained on {cfg.num_classes}")
+        raise DataError(f"data has {dataset.num_classes} classes, the model was trained on {cfg.num_classes}")
     if tuple(dataset.resolution) != tuple(cfg.resolution) or dataset.channels != cfg.channels:
-        raise ValueError(f"data images are {dataset.resolution} x {dataset.channels} channels, the model was "
+        raise DataError(f"data images are {dataset.resolution} x {dataset.channels} channels, the model was "
                          f"trained on {tuple(cfg.resolution)} x {cfg.channels}")
     if split not in dataset.splits:
-        raise ValueError(f"split must be one of {', '.join(dataset.splits)}, got {split!r}")
+        raise UsageError(f"split must be one of {', '.join(dataset.splits)}, got {split!r}")
     part = dataset.splits[split]
     probs, features = predict(model, part.images, device=device, features=True)
     metrics = classification_metrics(probs, part.labels, list(cfg.class_names))
