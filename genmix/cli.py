@@ -97,16 +97,16 @@ def _nonneg_int(text):
 
 
 def cmd_train_gan(args) -> int:
-    from genmix.training.gan import DEFAULT_PRESET, train_gan
+    from genmix.training.generator import train_generator
 
-    overrides = dict(arch=args.arch, resolution=args.resolution, kimg=args.kimg, batch=args.batch,
+    overrides = dict(resolution=args.resolution, kimg=args.kimg, batch=args.batch,
                      aug=args.aug, seed=args.seed, impl=args.impl, snapshot_kimg=args.snapshot_kimg,
                      r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, g_lr=args.lr, d_lr=args.lr,
-                     split_seed=args.split_seed)
-    # A resumed run keeps its own settings: a preset applies on --resume only when given.
-    preset = args.preset or (None if args.resume else DEFAULT_PRESET)
-    path = train_gan(args.data, args.out, preset=None if preset == "none" else preset, overrides=overrides,
-                     resume=args.resume, device=args.device, progress=not args.no_progress, log=_say)
+                     split_seed=args.split_seed, budget_min=args.budget_min, mirror=True if args.mirror else None)
+    # A resumed run keeps its own settings (and family): a preset applies on --resume only when given.
+    preset = None if args.preset == "none" and not args.resume else args.preset
+    path = train_generator(args.data, args.out, arch=args.arch, preset=preset, overrides=overrides,
+                           resume=args.resume, device=args.device, progress=not args.no_progress, log=_say)
     print(f"genmix train-gan: newest checkpoint {path}")
     return 0
 
@@ -242,12 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     impls = ["auto", "cuda", "triton", "cpp", "ref"]
-    gan = sub.add_parser("train-gan", help="train a class-conditional StyleGAN2-ADA (or DCGAN) on a dataset")
+    gan = sub.add_parser("train-gan", aliases=["train-generator"],
+                         help="train a class-conditional generator (StyleGAN2-ADA, DCGAN or the soft-label "
+                              "diffusion model) on a dataset")
     gan.add_argument("--data", required=True, help="dataset SPEC: file.npz, a folder, medmnist:<flag> or phantom")
     gan.add_argument("--out", required=True, help="run directory (config, checkpoints, samples)")
     gan.add_argument("--preset", choices=list(GAN_PRESETS) + ["none"],
-                     help="starting values for everything below (default cpu-tiny; on --resume the run's own)")
-    gan.add_argument("--arch", choices=["stylegan2", "dcgan"])
+                     help="starting values for everything below (default cpu: about 6 minutes on 2 cores; "
+                          "cpu-long about 45; gpu a real run; on --resume the run's own)")
+    gan.add_argument("--arch", choices=["stylegan2", "dcgan", "diffusion"],
+                     help="generator family (default stylegan2; on --resume the run's own)")
     gan.add_argument("--resolution", type=int, help="network resolution, a power of two (default: data size rounded up)")
     gan.add_argument("--kimg", type=_positive_float, help="length of training in thousands of real images shown")
     gan.add_argument("--batch", type=int)
@@ -256,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--r1-gamma", type=float, help="R1 weight (default: 0.0002 * resolution^2 / batch)")
     gan.add_argument("--pl-weight", type=float, help="path-length regularisation weight (0 = off)")
     gan.add_argument("--snapshot-kimg", type=_positive_float, help="checkpoint and sample grid every this many kimg")
+    gan.add_argument("--budget-min", type=_positive_float,
+                     help="stop after this many minutes of training (the presets' own budget otherwise)")
+    gan.add_argument("--mirror", action="store_true", help="add x-flipped copies of the training images")
     gan.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     gan.add_argument("--seed", type=_nonneg_int, help="model seed (initialisation, latents, augmentation)")
     gan.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
@@ -361,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--epochs", type=int)
     exp.add_argument("--config", help="TOML file holding any of these settings (flags win)")
     exp.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
-    exp.add_argument("--gan-arch", choices=["stylegan2", "dcgan"], help="generator family (default stylegan2)")
+    exp.add_argument("--gan-arch", choices=["stylegan2", "dcgan", "diffusion"],
+                     help="generator family (default stylegan2)")
     exp.add_argument("--gemix-labels", choices=["paper", "code"], help="GeMix label rule (default code)")
     exp.add_argument("--rerun-changed", action="store_true",
                      help="replace stages whose settings changed since they ran (default: refuse)")

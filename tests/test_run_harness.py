@@ -36,7 +36,8 @@ def _train_gan(data, out, **kw):
     from genmix.training.gan import train_gan
 
     overrides = dict(FAST_GAN, **kw.pop("overrides", {}))
-    return train_gan(data, out, preset="cpu-tiny", overrides=overrides, progress=False, device="cpu", **kw)
+    return train_gan(data, out, preset=kw.pop("preset", "cpu-tiny"), overrides=overrides, progress=False,
+                     device="cpu", **kw)
 
 
 # ---------------------------------------------------------------------------- RNG through CPU tensors
@@ -190,10 +191,14 @@ def _resume_worker(rank, port, data, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    from genmix.training import distributed as gdist
+
+    gdist.init_from_env("cpu")  # one process group for the three runs below
     kw = dict(overrides=dict(kimg=0.048, aug="ada"))
     _train_gan(data, Path(out_dir) / "full", **kw)
     _train_gan(data, Path(out_dir) / "part", max_steps=2, **kw)   # stopped after the first checkpoint
     _train_gan(data, Path(out_dir) / "part", resume=True, **kw)
+    gdist.shutdown()
 
 
 def test_two_gloo_processes_resume_with_their_own_streams(train_only_npz, tmp_path):
@@ -233,3 +238,28 @@ def test_requires_python_admits_only_versions_with_tomllib():
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     bound = re.search(r'requires-python\s*=\s*">=\s*3\.(\d+)"', text)
     assert bound and int(bound.group(1)) >= 11  # genmix.pipeline imports tomllib (Python 3.11+)
+
+
+# ---------------------------------------------------------------------------- the small-data recipe
+
+def test_budget_stops_training_and_the_best_snapshot_is_kept(train_only_npz, tmp_path):
+    from genmix.training.gan import BEST_WEIGHTS, load_generator
+
+    out = tmp_path / "gan"
+    _train_gan(train_only_npz, out, overrides=dict(kimg=10, budget_min=0.02, snapshot_kid_n=16, mirror=True))
+    state = load_checkpoint(latest_checkpoint(out / "checkpoints"))["trainer"]
+    assert 0 < state["cur_nimg"] < 10_000 and state["train_seconds"] >= 0.02 * 60  # the budget, not kimg
+    log = [json.loads(row) for row in (out / "log.jsonl").read_text().splitlines()]
+    kids = [row["val_kid"] for row in log]
+    best = log[-1]["best_kimg"]
+    assert best == pytest.approx(log[int(np.argmin(kids))]["kimg"])  # the lowest validation KID wins
+    assert (out / BEST_WEIGHTS).is_file() and state["best"]["kimg"] == best
+    G_best, _ = load_generator(out)
+    G_last, _ = load_generator(out, which="latest")
+    if best != log[-1]["kimg"]:
+        assert any(not torch.equal(a, b) for a, b in zip(G_best.state_dict().values(), G_last.state_dict().values()))
+    # A resume with a longer budget continues the clock rather than restarting it.
+    longer = state["train_seconds"] / 60 + 0.01
+    _train_gan(train_only_npz, out, overrides=dict(budget_min=longer), resume=True, preset=None)
+    again = load_checkpoint(latest_checkpoint(out / "checkpoints"))["trainer"]
+    assert again["cur_nimg"] > state["cur_nimg"] and again["train_seconds"] >= longer * 60

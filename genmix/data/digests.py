@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["image_digests", "split_record"]
+__all__ = ["held_out_seen", "image_digests", "split_record"]
 
 
 def image_digests(images: np.ndarray) -> np.ndarray:
@@ -37,3 +37,13 @@ def split_record(dataset, spec: str, split_seed: int) -> dict:
         h.update(split.labels.astype(np.int64).tobytes())
         record["digest"][name] = h.hexdigest()
     return record
+
+
+def held_out_seen(seen_digests, dataset) -> int:
+    """How many of `dataset`'s val/test images are among `seen_digests` (the images a generator
+    trained on). Images the data holds in train as well as in val/test are the data's own
+    overlap, not the generator's doing, and are not counted."""
+    seen = set(np.asarray(seen_digests).tolist())
+    held_out = set(image_digests(dataset.splits["val"].images).tolist()) | \
+        set(image_digests(dataset.splits["test"].images).tolist())
+    return len((seen & held_out) - set(image_digests(dataset.splits["train"].images).tolist()))

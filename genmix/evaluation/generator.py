@@ -16,8 +16,9 @@ Four numbers together, because each alone misleads:
 
 Generated and real training images for the distances follow the real training split's class
 frequencies, so the overall numbers compare like with like on an imbalanced set; every class
-also gets its own numbers. The data is split with the GAN run's own seed by default, so the
-held-out images are ones the generator never saw.
+also gets its own numbers. The data is split with the generator run's split seed by default, and the
+held-out images are checked against the digests of the images the generator trained on, so
+they are ones it never saw.
 
 The generator is reached only through `genmix.training.generator`, so every generator family
 that plugs in there is evaluated the same way.
@@ -33,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from genmix._atomic import write_text
+from genmix.data import DataError
+from genmix.errors import DataLeakError, UsageError
 
 __all__ = ["class_plan", "evaluate_generator", "tstr"]
 
@@ -76,7 +79,7 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise UsageError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -84,7 +87,7 @@ def _check_recipe(model: str, epochs) -> None:
     from genmix.models.classifiers import CLASSIFIERS
 
     if model not in CLASSIFIERS:
-        raise ValueError(f"model must be one of {', '.join(CLASSIFIERS)}, got {model!r}")
+        raise UsageError(f"model must be one of {', '.join(CLASSIFIERS)}, got {model!r}")
     _check_int("epochs", epochs, 1)
 
 
@@ -144,7 +147,7 @@ def _test_metrics(run_dir, dataset, device, *, with_config=False):
 
     model, cfg = load_classifier(run_dir, device)
     if cfg.class_names and list(cfg.class_names) != list(dataset.class_names):
-        raise ValueError(f"the classifier run {run_dir} has classes {list(cfg.class_names)}, "
+        raise DataError(f"the classifier run {run_dir} has classes {list(cfg.class_names)}, "
                          f"the data has {list(dataset.class_names)}")
     test = dataset.splits["test"]
     metrics = classification_metrics(predict(model, test.images, device=device), test.labels,
@@ -177,12 +180,12 @@ def _given_real_metrics(real_metrics, real, device) -> tuple:
                         f"got {type(real_metrics).__name__}")
     missing = [key for key in ("macro_f1", "auc", "per_class") if key not in metrics]
     if missing:
-        raise ValueError(f"real_metrics ({source}) lacks {', '.join(missing)}")
+        raise UsageError(f"real_metrics ({source}) lacks {', '.join(missing)}")
     if metrics.get("split", "test") != "test":
-        raise ValueError(f"real_metrics ({source}) are on the {metrics['split']!r} split; TRTR is scored on 'test'")
+        raise UsageError(f"real_metrics ({source}) are on the {metrics['split']!r} split; TRTR is scored on 'test'")
     names = [row.get("name") for row in metrics["per_class"]]
     if names != list(real.class_names):
-        raise ValueError(f"real_metrics ({source}) are for classes {names}, the data has {list(real.class_names)}")
+        raise UsageError(f"real_metrics ({source}) are for classes {names}, the data has {list(real.class_names)}")
     return metrics, source
 
 
@@ -222,7 +225,7 @@ def _check_options(classifier_options) -> dict:
     options = dict(classifier_options or {})
     for key in ("model", "epochs", "seed", "mix"):
         if key in options:
-            raise ValueError(f"classifier_options must not set {key!r} (TSTR trains with mix 'none'; "
+            raise UsageError(f"classifier_options must not set {key!r} (TSTR trains with mix 'none'; "
                              f"model, epochs and seed are arguments)")
     return options
 
@@ -305,12 +308,12 @@ def _load_data(data, cfg, split_seed):
 
     if data is None:
         if not cfg.data_spec:
-            raise ValueError("the generator run records no data spec; pass the data (a SPEC or a dataset)")
+            raise UsageError("the generator run records no data spec; pass the data (a SPEC or a dataset)")
         data = cfg.data_spec
     if isinstance(data, MedicalDataset):
         return data, data.name, None
     if isinstance(data, (str, Path)):
-        seed = cfg.seed if split_seed is None else _check_int("split_seed", split_seed, 0)
+        seed = cfg.split_seed if split_seed is None else _check_int("split_seed", split_seed, 0)
         return load_dataset(str(data), seed=seed), str(data), seed
     raise TypeError(f"data must be a SPEC string or a MedicalDataset, got {type(data).__name__}")
 
@@ -320,12 +323,21 @@ def _check_match(dataset, cfg, gan_dir) -> list:
     names = list(dataset.class_names)
     if dataset.num_classes != cfg.num_classes or (cfg.class_names and list(cfg.class_names) != names):
         gen_names = list(cfg.class_names) or f"{cfg.num_classes} unnamed classes"
-        raise ValueError(f"the data's classes {names} differ from the generator's {gen_names} ({gan_dir})")
+        raise DataError(f"the data's classes {names} differ from the generator's {gen_names} ({gan_dir})")
     if dataset.channels != cfg.channels:
-        raise ValueError(f"the data has {dataset.channels} channel(s), the generator ({gan_dir}) makes {cfg.channels}")
+        raise DataError(f"the data has {dataset.channels} channel(s), the generator ({gan_dir}) makes {cfg.channels}")
     h, w = dataset.resolution
     if h != w:
-        raise ValueError(f"non-square images ({h}x{w}) cannot be compared with generated ones")
+        raise DataError(f"non-square images ({h}x{w}) cannot be compared with generated ones")
+    digests = Path(gan_dir) / "train_digests.npy"
+    if digests.is_file():
+        from genmix.data.digests import held_out_seen
+
+        leaked = held_out_seen(np.load(digests), dataset)
+        if leaked:
+            raise DataLeakError(f"the generator ({gan_dir}) trained on {leaked} of the held-out (val/test) "
+                                f"images of this data; evaluate it on the split it was trained with "
+                                f"(the same data and split seed {cfg.split_seed})")
     notes = []
     if cfg.class_counts and [int(c) for c in dataset.counts("train")] != [int(c) for c in cfg.class_counts]:
         notes.append(f"the data's training split has class counts {dataset.counts('train').tolist()}, the "
@@ -336,7 +348,7 @@ def _check_match(dataset, cfg, gan_dir) -> list:
 
 def _grid(real_images, real_labels, fake_images, fake_labels, num_classes: int, path: Path) -> Path:
     """One row per class: GRID_COLUMNS real images, a white separator, GRID_COLUMNS generated."""
-    from genmix.report.plots import save_image_grid
+    from genmix.data.grid import save_image_grid
 
     shape = real_images.shape[1:]
 

@@ -354,20 +354,15 @@ _FROM_DATA = ("data_spec", "num_classes", "class_names", "channels", "resolution
 
 def _check_no_leak(cfg: ClassifierConfig, dataset) -> None:
     """Refuse a synthetic set whose generator trained on any of this run's val/test images
-    (they would reach the classifier through the synthetic images and inflate its score).
-    Images the data itself holds in train as well as in val/test are the data's own overlap,
-    not the generator's doing, and are not counted."""
-    from genmix.data.digests import image_digests
+    (they would reach the classifier through the synthetic images and inflate its score)."""
+    from genmix.data.digests import held_out_seen
 
     with np.load(cfg.synthetic) as syn:
         if "generator_train_digests" not in syn.files:
             return
-        seen = set(syn["generator_train_digests"].tolist())
-    held_out = set(image_digests(dataset.splits["val"].images).tolist()) | \
-        set(image_digests(dataset.splits["test"].images).tolist())
-    leaked = (seen & held_out) - set(image_digests(dataset.splits["train"].images).tolist())
+        leaked = held_out_seen(syn["generator_train_digests"], dataset)
     if leaked:
-        raise DataLeakError(f"synthetic: the generator behind {cfg.synthetic} trained on {len(leaked)} of this "
+        raise DataLeakError(f"synthetic: the generator behind {cfg.synthetic} trained on {leaked} of this "
                             f"run's val/test images; train the generator on this run's training split "
                             f"(the same data and --split-seed {cfg.split_seed})")
 

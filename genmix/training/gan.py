@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class GANConfig(RunConfig):
     """Everything that defines a GAN run; stored as the run's config.json."""
 
     KIND = "GAN"
-    RESUMABLE = ("kimg", "snapshot_kimg", "keep_checkpoints")
+    RESUMABLE = ("kimg", "budget_min", "snapshot_kimg", "keep_checkpoints")
     VOLATILE = ("impl",)
 
     arch: str = "stylegan2"
@@ -77,6 +78,10 @@ class GANConfig(RunConfig):
     ada_interval: int = 4
     ada_kimg: float = 100.0
     snapshot_kimg: float = 1.0
+    budget_min: float | None = None  # stop after this many minutes of training (over all resumes)
+    mirror: bool = False            # x-flips of the training set (where the anatomy allows it)
+    snapshot_kid_n: int = 256       # KID of G_ema against val images at each snapshot (0: off)
+    snapshot_kid_extractor: str = "random"  # features for that KID: it only ranks snapshots
     keep_checkpoints: int = 3
     seed: int = 0
     split_seed: int = 0             # draws the data's splits where it has none (never the model seed)
@@ -98,38 +103,56 @@ class GANConfig(RunConfig):
             raise UsageError(f"batch must be >= 1, got {self.batch}")
         if not self.kimg > 0:
             raise UsageError(f"kimg must be > 0, got {self.kimg}")
+        if self.budget_min is not None and not self.budget_min > 0:
+            raise UsageError(f"budget_min must be > 0 minutes, got {self.budget_min}")
+        if self.snapshot_kid_n and self.snapshot_kid_n < 8:
+            raise UsageError(f"snapshot_kid_n must be 0 (off) or >= 8, got {self.snapshot_kid_n}")
+        check_choice("snapshot_kid_extractor", self.snapshot_kid_extractor, ("random", "inception", "auto"))
         check_choice("aug", self.aug, ("ada", "none"))
         if self.pl_weight > 0 and self.arch != "stylegan2":
             raise UsageError("path-length regularisation (pl_weight > 0) needs arch=stylegan2")
         return self
 
 
-DEFAULT_PRESET = "cpu-tiny"
+DEFAULT_PRESET = "cpu"
 
-# Presets: cpu-tiny finishes in minutes on 2 cores at 32x32 and already shows class structure on
-# small medical sets; gpu is a real run (StyleGAN2-ADA's small-dataset settings).
+# Presets follow NVlabs' StyleGAN2-ADA small-data `auto` formulas (R1 gamma 0.0002 * res^2 /
+# batch, minibatch-stddev groups of 4, EMA half-life batch * 10/32 kimg with a 0.05 ramp-up,
+# lr 0.0025) at the data's own resolution (the next power of two), sized by a wall-clock budget
+# rather than a kimg count, since on a CPU time is what a user has: `cpu` is the demo's
+# generator (about 6 minutes on 2 cores), `cpu-long` about 45 minutes, `gpu` a real run. The
+# kimg numbers are caps. `cpu-tiny` exercises every phase in seconds (tests).
+_SMALL_DATA = dict(z_dim=64, w_dim=128, mapping_layers=2, g_lr=0.0025, d_lr=0.0025, r1_gamma=None,
+                   ema_kimg=None, ema_rampup=0.05, aug="ada", ada_target=0.6, ada_interval=4)
 PRESETS = {
     "cpu-tiny": dict(resolution=32, z_dim=64, w_dim=128, mapping_layers=2, channel_base=1024,
                      channel_max=64, batch=16, kimg=8, g_lr=0.0025, d_lr=0.0025, r1_gamma=0.05,
-                     ema_kimg=1.0, snapshot_kimg=2, ada_kimg=20, ada_interval=4),
-    "gpu": dict(z_dim=512, w_dim=512, mapping_layers=2, channel_base=16384, channel_max=512,
-                num_fp16_res=4, conv_clamp=256, batch=64, kimg=3000, g_lr=0.0025, d_lr=0.0025,
-                snapshot_kimg=50, ada_kimg=100),
+                     ema_kimg=1.0, snapshot_kimg=2, ada_kimg=20, ada_interval=4, snapshot_kid_n=0),
+    "cpu": dict(_SMALL_DATA, channel_base=4096, channel_max=64, batch=16, kimg=1000, budget_min=6,
+                snapshot_kimg=2, ada_kimg=20),
+    "cpu-long": dict(_SMALL_DATA, channel_base=8192, channel_max=128, batch=32, kimg=5000, budget_min=45,
+                     snapshot_kimg=10, ada_kimg=50),
+    "gpu": dict(_SMALL_DATA, z_dim=512, w_dim=512, channel_base=16384, channel_max=512, num_fp16_res=4,
+                conv_clamp=256, batch=64, kimg=3000, snapshot_kimg=50, ada_kimg=100, snapshot_kid_n=2000,
+                snapshot_kid_extractor="auto"),
 }
 
 
 def gan_resolution(height: int, width: int) -> int:
-    """Smallest power of two >= the image size (at least 32): 28x28 MedMNIST trains at 32."""
+    """Smallest power of two >= the image size (at least 32): 28x28 MedMNIST trains at 32,
+    the 64x64 phantom at 64 (never trained small and upsampled)."""
     return max(32, 1 << (max(height, width) - 1).bit_length())
 
 
-def prepare_images(images_nhwc: np.ndarray, resolution: int) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [-1, 1] at the GAN's square resolution."""
+def prepare_images(images_nhwc: np.ndarray, resolution: int, *, mirror: bool = False) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1] at the GAN's square resolution; with `mirror` the set
+    is doubled by x-flips (StyleGAN2-ADA's --mirror)."""
     from genmix.data import images_to_tensor, resize_images
 
     if images_nhwc.shape[1:3] != (resolution, resolution):
         images_nhwc = resize_images(images_nhwc, resolution)
-    return images_to_tensor(images_nhwc)
+    x = images_to_tensor(images_nhwc)
+    return torch.cat([x, x.flip(3)]) if mirror else x
 
 
 def build_networks(cfg: GANConfig):
@@ -174,7 +197,8 @@ class GANTrainer(Trainer):
     unit = "img"
 
     def __init__(self, cfg: GANConfig, images: torch.Tensor, labels: torch.Tensor,
-                 dist_info: gdist.DistInfo | None = None):
+                 dist_info: gdist.DistInfo | None = None, val_images: np.ndarray | None = None,
+                 val_labels: np.ndarray | None = None):
         self.cfg = cfg.validate()
         self.dist = dist_info or gdist.DistInfo()
         self.device = self.dist.device
@@ -220,6 +244,24 @@ class GANTrainer(Trainer):
         self.total = int(cfg.kimg * 1000)
         self._snapshot_every = max(int(cfg.snapshot_kimg * 1000), cfg.batch)
         self._next_snapshot = self._snapshot_every
+        self.train_seconds = 0.0                 # over all resumes: what the budget counts
+        self.best = {"kid": None, "kimg": None}  # the snapshot used for synthesis
+        self._kid = None
+        if val_images is not None and cfg.snapshot_kid_n:
+            from genmix.training.generator import SnapshotKID
+
+            self._kid = SnapshotKID(val_images, val_labels, cfg.snapshot_kid_n, cfg.snapshot_kid_extractor,
+                                    self.device)
+
+    def finished(self) -> bool:
+        over_budget = self.cfg.budget_min is not None and self.train_seconds >= self.cfg.budget_min * 60
+        return self.cur_nimg >= self.total or over_budget
+
+    def fraction(self) -> float:
+        done = self.cur_nimg / max(self.total, 1)
+        if self.cfg.budget_min is not None:
+            done = max(done, self.train_seconds / (self.cfg.budget_min * 60))
+        return min(done, 1.0)
 
     @property
     def progress(self) -> int:
@@ -247,6 +289,7 @@ class GANTrainer(Trainer):
     def step(self) -> dict:
         """One G step, one D step, and the lazy regularisers when due; returns the losses."""
         cfg = self.cfg
+        t0 = time.perf_counter()
         stats = {}
         real, real_c = self._real_batch()
         z = self._randn(self.batch_per_rank, cfg.z_dim)
@@ -292,6 +335,7 @@ class GANTrainer(Trainer):
         self._update_ema()
         self.cur_nimg += cfg.batch
         self.step_index += 1
+        self.train_seconds += time.perf_counter() - t0
         return stats
 
     def _r1_step(self, real, real_c):
@@ -359,16 +403,27 @@ class GANTrainer(Trainer):
         return self.cur_nimg >= self._next_snapshot
 
     def end_period(self, run: Run, means: dict) -> dict:
+        t0 = time.perf_counter()
         self.check_finite(means)
         while self._next_snapshot <= self.cur_nimg:
             self._next_snapshot += self._snapshot_every
+        line = {"kimg": self.cur_nimg / 1000, "ada_p": self.ada_p, "rt": self.last_rt,
+                "minutes": self.train_seconds / 60}
         if self.dist.is_main:
             from genmix.data.grid import save_image_grid
 
             grid = self.sample_grid(per_class=8)
             save_image_grid(grid, run.dir / "samples" / f"grid-{self.cur_nimg // 1000:06d}kimg.png", nrow=8)
             save_image_grid(grid, run.dir / "samples" / "latest.png", nrow=8)
-        return {"kimg": self.cur_nimg / 1000, "ada_p": self.ada_p, "rt": self.last_rt}
+            if self._kid is not None:
+                line["val_kid"] = kid = self._kid(lambda classes, size: sample_images(
+                    self.G_ema, self.cfg, classes, seed=12345, device=self.device, out_resolution=size))
+                if self.best["kid"] is None or kid < self.best["kid"]:
+                    self.best = {"kid": kid, "kimg": self.cur_nimg / 1000}
+                    save_generator_weights(self.G_ema, run.dir / BEST_WEIGHTS)
+                line["best_kimg"] = self.best["kimg"]
+        self.train_seconds += time.perf_counter() - t0
+        return line
 
     def postfix(self, stats: dict) -> dict:
         return {"kimg": f"{self.cur_nimg / 1000:.2f}", "G": f"{stats.get('loss_G', float('nan')):.3f}",
@@ -385,6 +440,7 @@ class GANTrainer(Trainer):
             "ada": self.ada.state_dict() if self.ada is not None else None,
             "pl_mean": self.pl_mean,
             "cur_nimg": self.cur_nimg, "step_index": self.step_index,
+            "train_seconds": self.train_seconds, "best": dict(self.best),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -398,6 +454,8 @@ class GANTrainer(Trainer):
         self.pl_mean.copy_(state["pl_mean"])
         self.cur_nimg = int(state["cur_nimg"])
         self.step_index = int(state["step_index"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.best = dict(state.get("best") or {"kid": None, "kimg": None})
         self._next_snapshot = (self.cur_nimg // self._snapshot_every + 1) * self._snapshot_every
 
     @property
@@ -450,8 +508,21 @@ def sample_images(G, cfg: GANConfig, classes=None, *, soft_labels=None, seed=0, 
 
 # ---------------------------------------------------------------------------- run management
 
-def load_generator(run_dir, device="cpu", *, ema=True):
-    """(G, cfg) from a run's newest checkpoint: G_ema by default, in eval mode."""
+BEST_WEIGHTS = "best_generator.safetensors"
+
+
+def save_generator_weights(G, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from genmix._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}, str(tmp))
+
+
+def load_generator(run_dir, device="cpu", *, ema=True, which="best"):
+    """(G, cfg) of a run, in eval mode: the G_ema of the snapshot with the lowest validation
+    KID (`which="best"`, when the run kept one) or of the newest checkpoint ("latest")."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -460,9 +531,13 @@ def load_generator(run_dir, device="cpu", *, ema=True):
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise FileNotFoundError(f"{run_dir} has no complete checkpoint in checkpoints/")
-    state = load_checkpoint(ckpt)["trainer"]
     G, _ = build_networks(cfg)
-    G.load_state_dict(state["G_ema" if ema else "G"])
+    if which == "best" and ema and (run_dir / BEST_WEIGHTS).is_file():
+        from safetensors.torch import load_file
+
+        G.load_state_dict(load_file(str(run_dir / BEST_WEIGHTS)))
+    else:
+        G.load_state_dict(load_checkpoint(ckpt)["trainer"]["G_ema" if ema else "G"])
     return G.to(device).eval().requires_grad_(False), cfg
 
 
@@ -509,8 +584,11 @@ def train_gan(data, out_dir, *, preset: str | None = "cpu-tiny", overrides: dict
         run.begin(cfg, data=split_record(dataset, cfg.data_spec, cfg.split_seed))
         if info.is_main:
             np.save(run.dir / "train_digests.npy", image_digests(train.images))
-        trainer = GANTrainer(cfg, prepare_images(train.images, cfg.resolution),
-                             torch.as_tensor(train.labels, dtype=torch.long), info)
+        labels = torch.as_tensor(train.labels, dtype=torch.long)
+        val = dataset.splits["val"]
+        trainer = GANTrainer(cfg, prepare_images(train.images, cfg.resolution, mirror=cfg.mirror),
+                             labels.repeat(2) if cfg.mirror else labels, info,
+                             val_images=val.images, val_labels=val.labels)
         run.restore(trainer)
         return run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback,
                        keep=cfg.keep_checkpoints, desc="train-gan")

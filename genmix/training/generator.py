@@ -6,23 +6,108 @@ Synthesis, FID, generator evaluation and the pipeline only ever call `load_gener
 
 from __future__ import annotations
 
-__all__ = ["load_generator", "sample_images"]
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ARCHS", "SnapshotKID", "load_generator", "sample_images", "train_generator"]
+
+ARCHS = ("stylegan2", "dcgan", "diffusion")
+# Settings only the GANs have; a diffusion run asked for them is a usage mistake.
+_GAN_ONLY = ("aug", "r1_gamma", "pl_weight", "g_lr", "d_lr")
 
 
-def load_generator(run_dir, device="cpu"):
-    """(G, cfg) of a generator run's newest checkpoint, in eval mode."""
+def _arch(run_dir) -> str:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a GAN run: {path} is missing")
+    return json.loads(path.read_text()).get("arch", "stylegan2")
+
+
+def train_generator(data, out_dir, *, arch=None, preset=None, overrides=None, resume=False, **kw):
+    """Train (or resume) a generator run of any family; the family of a resumed run is its own.
+
+    `preset` None means the family's default for a new run and none for a resume. Keywords as
+    for `genmix.training.gan.train_gan`."""
+    from genmix.errors import UsageError
+
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if resume and (Path(out_dir) / "config.json").is_file():
+        saved = _arch(out_dir)
+        if arch is not None and arch != saved:
+            raise UsageError(f"--resume: {out_dir} is a {saved} run, not {arch}")
+        arch = saved
+    arch = arch or "stylegan2"
+    if arch not in ARCHS:
+        raise UsageError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if preset is None and not resume:
+        preset = "cpu"
+    if arch == "diffusion":
+        from genmix.training.diffusion import train_diffusion
+
+        wrong = [k for k in _GAN_ONLY if k in overrides and k not in ("g_lr", "d_lr")]
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)}: GAN settings, not used by a diffusion model")
+        lr = overrides.pop("g_lr", None)
+        overrides.pop("d_lr", None)
+        if lr is not None:
+            overrides["lr"] = lr
+        overrides.pop("arch", None)
+        return train_diffusion(data, out_dir, preset=preset, overrides=overrides, resume=resume, **kw)
+    from genmix.training.gan import train_gan
+
+    return train_gan(data, out_dir, preset=preset, overrides=dict(overrides, arch=arch), resume=resume, **kw)
+
+
+def load_generator(run_dir, device="cpu", *, which="best"):
+    """(G, cfg) of a generator run, in eval mode: the snapshot with the lowest validation KID
+    when the run kept one (`which="best"`), else the newest checkpoint ("latest")."""
+    if _arch(run_dir) == "diffusion":
+        from genmix.training.diffusion import load_denoiser
+
+        return load_denoiser(run_dir, device, which=which)
     from genmix.training.gan import load_generator as load_gan
 
-    return load_gan(run_dir, device)
+    return load_gan(run_dir, device, which=which)
 
 
 def sample_images(G, cfg, classes=None, *, soft_labels=None, seed=0, psi=1.0, batch=64, device="cpu",
                   out_resolution=None, latents=None):
     """uint8 NHWC images for class indices or soft-label rows, at the data's own size.
 
-    The same call with the same seed returns the same images. `psi` is the GAN's truncation.
+    The same call with the same seed returns the same images. `psi` is the GAN's truncation
+    (ignored by a diffusion model, which samples with its run's guidance and step count).
     """
+    if getattr(cfg, "arch", "") == "diffusion":
+        from genmix.training.diffusion import sample_diffusion
+
+        return sample_diffusion(G, cfg, classes, soft_labels=soft_labels, seed=seed, batch=batch, device=device,
+                                out_resolution=out_resolution)
     from genmix.training.gan import sample_images as sample_gan
 
     return sample_gan(G, cfg, classes, soft_labels=soft_labels, seed=seed, psi=psi, batch=batch,
                       device=device, out_resolution=out_resolution, latents=latents)
+
+
+class SnapshotKID:
+    """KID of a generator against validation images (never test), at every snapshot: a cheap
+    number that picks the snapshot to synthesise from. Generated labels follow the validation
+    images' class frequencies; the real features are computed once."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, n: int, extractor: str, device):
+        pick = np.random.default_rng(0).permutation(len(images))[:min(n, len(images))]
+        self.images, self.labels = images[pick], labels[pick]
+        self.extractor_name, self.device = extractor, device
+        self._real = None
+
+    def __call__(self, sample) -> float:
+        """`sample(class_indices, out_resolution)` -> uint8 NHWC generated images."""
+        from genmix.metrics.fid import get_extractor, kernel_inception_distance
+
+        extractor = get_extractor(self.extractor_name, device=self.device)
+        if self._real is None:
+            self._real = extractor(self.images)
+        fake = sample(self.labels, tuple(self.images.shape[1:3]))
+        kid, _ = kernel_inception_distance(self._real, extractor(fake), num_subsets=10, subset_size=len(self.images))
+        return float(kid)

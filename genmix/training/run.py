@@ -62,6 +62,7 @@ class Trainer:
     def period_done(self) -> bool: ...
     def end_period(self, run: "Run") -> dict: ...
     def finished(self) -> bool: return self.progress >= self.total
+    def fraction(self) -> float: return min(self.progress / max(self.total, 1), 1.0)
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def rng_streams(self) -> dict: return {}
@@ -93,12 +94,17 @@ class StatsAccumulator:
 
 @contextmanager
 def distributed(device: Optional[str] = None):
-    """Join torchrun's process group (if any) for the duration of a run; always leave it."""
+    """Join torchrun's process group (if any) for the duration of a run and leave it after;
+    a group the caller had already started stays (several runs in one process share it)."""
+    import torch.distributed as dist
+
+    started_here = not (dist.is_available() and dist.is_initialized())
     info = gdist.init_from_env(device)
     try:
         yield info
     finally:
-        gdist.shutdown()
+        if started_here:
+            gdist.shutdown()
 
 
 def run_status(out_dir, cfg: RunConfig) -> str:
@@ -155,6 +161,8 @@ class Run:
         if not resume and has_run:
             raise FileExistsError(f"{self.dir} already holds a {kind} run; pass --resume to continue it "
                                   f"or choose another --out")
+        # Every rank has looked at the folder before rank 0 writes to it.
+        gdist.barrier()
 
     # ------------------------------------------------------------------ settings
     def resolve_config(self, config_cls, requested: dict, new_config: Callable[[], RunConfig]) -> RunConfig:
@@ -288,7 +296,7 @@ class Run:
             self.stats.add(stats)
             bar.update(trainer.progress - before)
             if callback is not None:
-                callback(trainer.progress, trainer.total)
+                callback(trainer.fraction() * trainer.total, trainer.total)
             if trainer.period_done() or trainer.finished():
                 elapsed = time.perf_counter() - t0
                 means = self.stats.means()
