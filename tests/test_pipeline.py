@@ -17,7 +17,8 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     for strategy in ("none", "mixup", "cutmix", "synth", "genmix", "gemix"):
         assert f"| {strategy} |" in report
         assert (out / "runs" / strategy / "seed0" / "metrics.json").is_file()
-    assert "**" in report  # the best value per column is marked
+    assert "no winner is declared from a single run" in report and "Always predicting the majority class" in report
+    assert "GeMix soft labels by the `code` rule" in report
     assert "phantom" in report and "not patient data" in report
     for fig in ("gan_samples.png", "soft_label_strip.png", "none_confusion_matrix.png", "genmix_features.png"):
         assert (out / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
@@ -25,8 +26,12 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         assert syn["train_images"].shape[1:] == (64, 64)  # back at the dataset's own size
         soft = syn["soft_labels"]
         assert soft.shape[1] == 3 and abs(soft.sum(1) - 1).max() < 1e-5 and (soft.max(1) < 1).all()
-    fid = json.loads((out / "gan" / "fid" / "fid.json").read_text())
-    assert fid["overall"]["fid"] >= 0 and len(fid["per_class"]) == 3
+    ev = json.loads((out / "gan" / "evaluation" / "generator_eval.json").read_text())
+    assert ev["fid"] >= 0 and ev["fid_floor"] >= 0 and len(ev["per_class"]) == 3
+    assert ev["tstr"]["real_source"] != "trained"  # TRTR is the experiment's own `none` run
+    assert "TSTR/TRTR macro-F1 ratio" in report and "| FID floor |" in report.replace(" FID floor ", " FID floor ")
+    assert "random-weight CNN features" in report  # the tiny preset's extractor, said at the top
+    assert (out / "figures" / "real_vs_generated_gan.png").read_bytes()[:4] == b"\x89PNG"
     assert "report written" in capsys.readouterr().out
 
 
@@ -104,3 +109,28 @@ def test_experiment_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--preset", "huge"])
     assert exc.value.code == 2
+
+
+def test_generators_side_by_side_and_a_learning_curve(tmp_path):
+    """Strategy x generator (the GenMix paper's Table 1 layout) and a learning curve over
+    training-set shares, on the tiny preset."""
+    cfg = make_config("tiny", {}, dict(data="phantom", out=str(tmp_path / "table"), strategies=["none", "genmix"],
+                                       gan_arch="stylegan2,diffusion", fid=False))
+    report = run_experiment(cfg, progress=False, log=lambda _: None).read_text()
+    for label in ("genmix@stylegan2", "genmix@diffusion"):
+        assert f"| {label} |" in report
+    assert json.loads((tmp_path / "table/gan-diffusion/config.json").read_text())["arch"] == "diffusion"
+    with pytest.raises(ValueError, match="gan_arch"):
+        make_config("tiny", {}, dict(data="phantom", out="x", gan_arch="stylegan2,vae"))
+
+    curve = make_config("tiny", {}, dict(data="phantom", out=str(tmp_path / "curve"), strategies=["none", "mixup"],
+                                         train_fractions=[0.25, 1.0]))
+    text = run_experiment(curve, progress=False, log=lambda _: None).read_text()
+    assert "learning curve" in text and "| mixup |" in text
+    assert (tmp_path / "curve/figures/learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    small = json.loads((tmp_path / "curve/fraction-0.25/runs/none/seed0/run.json").read_text())["data"]
+    full = json.loads((tmp_path / "curve/fraction-1/runs/none/seed0/run.json").read_text())["data"]
+    assert sum(small["counts"]["train"]) < 0.3 * sum(full["counts"]["train"])
+    assert small["counts"]["test"] == full["counts"]["test"]  # val and test are never reduced
+    with pytest.raises(ValueError, match="train_fractions"):
+        make_config("tiny", {}, dict(data="phantom", out="x", train_fractions=[0.0, 1.0]))

@@ -97,7 +97,7 @@ def test_resume_refuses_changed_settings_and_says_what_it_resumed(train_only_npz
     out = tmp_path / "gan"
     _train_gan(train_only_npz, out, overrides=dict(kimg=0.032), max_steps=2)
     messages = []
-    with pytest.raises(SettingsChanged, match=r"r1_gamma: 0\.05 -> 1\.0.*only kimg, snapshot_kimg"):
+    with pytest.raises(SettingsChanged, match=r"r1_gamma: 0\.05 -> 1\.0.*only kimg, budget_min, snapshot_kimg"):
         _train_gan(train_only_npz, out, overrides=dict(kimg=0.032, r1_gamma=1.0), resume=True)
     # The schedule may change; what the run resumed from is said, not only shown as a bar.
     _train_gan(train_only_npz, out, overrides=dict(kimg=0.048), resume=True, log=messages.append)
@@ -263,3 +263,37 @@ def test_budget_stops_training_and_the_best_snapshot_is_kept(train_only_npz, tmp
     _train_gan(train_only_npz, out, overrides=dict(budget_min=longer), resume=True, preset=None)
     again = load_checkpoint(latest_checkpoint(out / "checkpoints"))["trainer"]
     assert again["cur_nimg"] > state["cur_nimg"] and again["train_seconds"] >= longer * 60
+
+
+# ---------------------------------------------------------------------------- scarce-data subsets
+
+def test_generator_and_classifier_see_the_same_reduced_set(train_only_npz, tmp_path):
+    from genmix.training.classifier import ClassifierConfig, train_classifier
+    from genmix.training.synthesize import synthesize
+
+    _train_gan(train_only_npz, tmp_path / "gan", overrides=dict(kimg=0.016, train_fraction=0.5))
+    syn = tmp_path / "syn.npz"
+    synthesize(tmp_path / "gan", syn, per_class=8, preview=False)
+    same = ClassifierConfig(model="small_cnn", epochs=1, mix="synth", synthetic=str(syn), train_fraction=0.5)
+    train_classifier(train_only_npz, tmp_path / "clf", same, progress=False)
+    gan = json.loads((tmp_path / "gan" / "run.json").read_text())["data"]
+    clf = json.loads((tmp_path / "clf" / "run.json").read_text())["data"]
+    assert gan["digest"]["train"] == clf["digest"]["train"] and sum(gan["counts"]["train"]) < 30
+    # A classifier on a smaller share than its generator saw is refused: the generator would
+    # bring in real images the classifier is not meant to have.
+    fewer = ClassifierConfig(model="small_cnn", epochs=1, mix="synth", synthetic=str(syn), train_fraction=0.25)
+    with pytest.raises(DataLeakError, match="real images that this run does not train on"):
+        train_classifier(train_only_npz, tmp_path / "clf2", fewer, progress=False)
+
+
+@pytest.mark.parametrize("flags, word", [(["--train-fraction", "0"], "train_fraction"),
+                                         (["--train-fraction", "1.5"], "train_fraction"),
+                                         (["--rare-class", "nope", "--rare-fraction", "0.5"], "nope"),
+                                         (["--max-per-class", "100000"], "max_per_class")])
+def test_bad_subset_values_are_usage_errors(train_only_npz, tmp_path, capsys, flags, word):
+    from genmix.cli import main
+
+    assert main(["train-classifier", "--data", train_only_npz, "--out", str(tmp_path / "c"), "--model",
+                 "small_cnn", "--epochs", "1", "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and word in err

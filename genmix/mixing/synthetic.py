@@ -10,6 +10,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from genmix.errors import UsageError
 from genmix.mixing.base import BatchMixer
 
 __all__ = ["SyntheticMixer", "append_synthetic"]
@@ -64,7 +65,7 @@ def append_synthetic(images: np.ndarray, labels: np.ndarray, syn_images: np.ndar
             raise ValueError(f"ratio must be None or a number >= 0, got {ratio!r}")
         count = int(round(ratio * len(images)))
         if count > len(syn_images):
-            raise ValueError(f"ratio: {ratio} of {len(images)} real images needs {count} synthetic images, "
+            raise UsageError(f"ratio: {ratio} of {len(images)} real images needs {count} synthetic images, "
                              f"but only {len(syn_images)} were given")
         chosen = rng.choice(len(syn_images), size=count, replace=False)
 

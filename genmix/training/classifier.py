@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from genmix._atomic import atomic_path
 from genmix.errors import DataLeakError, UsageError, UserRunError
 from genmix.training import distributed as gdist
-from genmix.training.config import RunConfig
+from genmix.training.config import SubsetConfig
 from genmix.training.run import Run, Trainer, check_choice, distributed
 
 __all__ = ["ClassifierConfig", "load_classifier", "predict", "train_classifier"]
@@ -35,7 +35,7 @@ OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass
-class ClassifierConfig(RunConfig):
+class ClassifierConfig(SubsetConfig):
     """Everything that defines a classifier run; stored as the run's config.json."""
 
     KIND = "classifier"
@@ -329,7 +329,8 @@ def train_classifier(data, out_dir, cfg, *, resume=False, device=None, progress=
         new_cfg = (lambda: cfg) if isinstance(cfg, ClassifierConfig) else (lambda: ClassifierConfig.from_dict(requested))
         run_cfg = run.resolve_config(ClassifierConfig, {k: v for k, v in requested.items()
                                                         if k not in _FROM_DATA}, new_cfg)
-        dataset = load_dataset(data, seed=run_cfg.split_seed) if isinstance(data, (str, Path)) else data
+        dataset = run_cfg.reduce(load_dataset(data, seed=run_cfg.split_seed) if isinstance(data, (str, Path))
+                                 else data)
         run_cfg.data_spec = run_cfg.data_spec or (str(data) if isinstance(data, (str, Path)) else dataset.name)
         run_cfg.num_classes = dataset.num_classes
         run_cfg.class_names = list(dataset.class_names)
@@ -354,17 +355,28 @@ _FROM_DATA = ("data_spec", "num_classes", "class_names", "channels", "resolution
 
 def _check_no_leak(cfg: ClassifierConfig, dataset) -> None:
     """Refuse a synthetic set whose generator trained on any of this run's val/test images
-    (they would reach the classifier through the synthetic images and inflate its score)."""
+    (they would reach the classifier through the synthetic images and inflate its score), or on
+    real images this run's (reduced) training set does not hold."""
     from genmix.data.digests import held_out_seen
+
+    from genmix.data.digests import image_digests
 
     with np.load(cfg.synthetic) as syn:
         if "generator_train_digests" not in syn.files:
             return
-        leaked = held_out_seen(syn["generator_train_digests"], dataset)
+        seen = syn["generator_train_digests"]
+    leaked = held_out_seen(seen, dataset)
     if leaked:
         raise DataLeakError(f"synthetic: the generator behind {cfg.synthetic} trained on {leaked} of this "
                             f"run's val/test images; train the generator on this run's training split "
                             f"(the same data and --split-seed {cfg.split_seed})")
+    # A generator must never see more real images than the classifier it serves (a reduced,
+    # scarcer training set is reduced for both).
+    extra = len(set(seen.tolist()) - set(image_digests(dataset.splits["train"].images).tolist()))
+    if extra:
+        raise DataLeakError(f"synthetic: the generator behind {cfg.synthetic} trained on {extra} real images that "
+                            f"this run does not train on; train the generator on the same (reduced) training "
+                            f"set: the same --train-fraction / --max-per-class / --rare-class settings")
 
 
 def _load_synthetic(cfg: ClassifierConfig, dataset):

@@ -16,7 +16,9 @@ from typing import ClassVar
 
 from genmix.errors import SettingsChanged, UsageError
 
-__all__ = ["RunConfig", "SettingsChanged", "fingerprint"]
+__all__ = ["RunConfig", "SUBSET_KEYS", "SettingsChanged", "SubsetConfig", "fingerprint"]
+
+SUBSET_KEYS = ("train_fraction", "max_per_class", "rare_class", "rare_fraction", "split_seed")
 
 
 def fingerprint(values: dict) -> str:
@@ -67,3 +69,33 @@ class RunConfig:
 def _normalise(value):
     # JSON turns tuples into lists; compare settings as they would be stored.
     return json.loads(json.dumps(value, default=str))
+
+
+@dataclasses.dataclass
+class SubsetConfig(RunConfig):
+    """Settings of a trainer that may train on a reduced, scarcer training set.
+
+    The subset is drawn from the data's split seed, never a model seed, so every strategy,
+    seed and the generator see the same images; val and test are never reduced.
+    """
+
+    train_fraction: float | None = None   # keep this share of every class (stratified)
+    max_per_class: int | None = None      # then cap every class at this many images
+    rare_class: str | None = None         # then keep only `rare_fraction` of this class
+    rare_fraction: float | None = None
+    split_seed: int = 0                   # the data's split and subset, never a model seed
+
+    @property
+    def subset(self) -> dict:
+        return {k: getattr(self, k) for k in SUBSET_KEYS[:-1] if getattr(self, k) is not None}
+
+    def reduce(self, dataset):
+        """The dataset with its training split reduced as asked (unchanged when nothing is)."""
+        if not self.subset:
+            return dataset
+        from genmix.data import reduce_train
+
+        try:
+            return reduce_train(dataset, seed=self.split_seed, strict=True, **self.subset)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None

@@ -25,17 +25,16 @@ import torch.nn.functional as F
 from genmix.errors import UsageError
 from genmix.training import distributed as gdist
 from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
-from genmix.training.config import RunConfig
-from genmix.training.gan import (BEST_WEIGHTS, NonFiniteLossError, gan_resolution, prepare_images,
-                                 save_generator_weights)
-from genmix.training.run import Run, Trainer, check_choice, distributed
+from genmix.training.config import SubsetConfig
+from genmix.training.gan import BEST_WEIGHTS, NonFiniteLossError, save_generator_weights
+from genmix.training.run import Run, Trainer, check_choice
 
 __all__ = ["DIFFUSION_PRESETS", "DiffusionConfig", "DiffusionTrainer", "load_denoiser", "sample_diffusion",
            "train_diffusion"]
 
 
 @dataclass
-class DiffusionConfig(RunConfig):
+class DiffusionConfig(SubsetConfig):
     """Everything that defines a diffusion run; stored as the run's config.json."""
 
     KIND = "diffusion"
@@ -295,42 +294,8 @@ def train_diffusion(data, out_dir, *, preset="cpu", overrides=None, resume=False
                     max_steps=None, callback=None, log=None):
     """Train (or resume) a diffusion run in `out_dir`; returns the newest checkpoint's path.
     The same contract as `genmix.training.gan.train_gan`."""
-    from genmix.data import load_dataset
-    from genmix.data.digests import image_digests, split_record
+    from genmix.training.generator import fit_generator
 
-    if preset is not None and preset not in DIFFUSION_PRESETS:
-        raise UsageError(f"preset must be one of {', '.join(DIFFUSION_PRESETS)}, got {preset!r}")
-    requested = dict(DIFFUSION_PRESETS[preset]) if preset else {}
-    requested.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    with distributed(device) as info:
-        run = Run(out_dir, "diffusion", info, resume=resume, log=log)
-        holder = {}
-
-        def load(spec, split_seed):
-            return load_dataset(spec, seed=split_seed) if isinstance(spec, (str, Path)) else data
-
-        def new_config():
-            dataset = holder["dataset"] = load(data, requested.get("split_seed", 0))
-            h, w = dataset.resolution
-            values = dict(requested)
-            values.setdefault("resolution", gan_resolution(h, w))
-            return DiffusionConfig(channels=dataset.channels, num_classes=dataset.num_classes,
-                                   class_names=list(dataset.class_names),
-                                   data_spec=str(data) if isinstance(data, (str, Path)) else dataset.name,
-                                   data_resolution=[int(h), int(w)],
-                                   class_counts=[int(n) for n in dataset.counts("train")], **values).validate()
-
-        cfg = run.resolve_config(DiffusionConfig, requested, new_config)
-        dataset = holder.get("dataset") or load(data if not isinstance(data, (str, Path)) else cfg.data_spec,
-                                                cfg.split_seed)
-        train, val = dataset.splits["train"], dataset.splits["val"]
-        run.begin(cfg, data=split_record(dataset, cfg.data_spec, cfg.split_seed))
-        if info.is_main:
-            np.save(run.dir / "train_digests.npy", image_digests(train.images))
-        labels = torch.as_tensor(train.labels, dtype=torch.long)
-        trainer = DiffusionTrainer(cfg, prepare_images(train.images, cfg.resolution, mirror=cfg.mirror),
-                                   labels.repeat(2) if cfg.mirror else labels, info,
-                                   val_images=val.images, val_labels=val.labels)
-        run.restore(trainer)
-        return run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback,
-                       keep=cfg.keep_checkpoints, desc="train-diffusion")
+    return fit_generator(data, out_dir, kind="diffusion", config_cls=DiffusionConfig, presets=DIFFUSION_PRESETS,
+                         trainer_cls=DiffusionTrainer, preset=preset, overrides=overrides, resume=resume,
+                         device=device, progress=progress, max_steps=max_steps, callback=callback, log=log)

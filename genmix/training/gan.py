@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from genmix.errors import UsageError, UserRunError
 from genmix.training import distributed as gdist
 from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
-from genmix.training.config import RunConfig
-from genmix.training.run import Run, Trainer, check_choice, distributed
+from genmix.training.config import SubsetConfig
+from genmix.training.run import Run, Trainer, check_choice
 
 __all__ = ["GANConfig", "GANTrainer", "NonFiniteLossError", "PRESETS", "build_networks",
            "gan_resolution", "load_generator", "prepare_images", "train_gan"]
@@ -40,7 +40,7 @@ class NonFiniteLossError(UserRunError):
 
 
 @dataclass
-class GANConfig(RunConfig):
+class GANConfig(SubsetConfig):
     """Everything that defines a GAN run; stored as the run's config.json."""
 
     KIND = "GAN"
@@ -552,43 +552,8 @@ def train_gan(data, out_dir, *, preset: str | None = "cpu-tiny", overrides: dict
     after that many iterations (tests, interruption drills); the run stays resumable.
     `callback(images_seen, images_total)` is called after every step.
     """
-    from genmix.data import load_dataset
-    from genmix.data.digests import image_digests, split_record
+    from genmix.training.generator import fit_generator
 
-    if preset is not None and preset not in PRESETS:
-        raise UsageError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    requested = dict(PRESETS[preset]) if preset else {}
-    requested.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    with distributed(device) as info:
-        run = Run(out_dir, "GAN", info, resume=resume, log=log)
-        holder = {}
-
-        def load(spec, split_seed):
-            return load_dataset(spec, seed=split_seed) if isinstance(spec, (str, Path)) else data
-
-        def new_config():
-            dataset = holder["dataset"] = load(data, requested.get("split_seed", 0))
-            h, w = dataset.resolution
-            values = dict(requested)
-            values.setdefault("resolution", gan_resolution(h, w))
-            return GANConfig(channels=dataset.channels, num_classes=dataset.num_classes,
-                             class_names=list(dataset.class_names),
-                             data_spec=str(data) if isinstance(data, (str, Path)) else dataset.name,
-                             data_resolution=[int(h), int(w)],
-                             class_counts=[int(n) for n in dataset.counts("train")], **values).validate()
-
-        cfg = run.resolve_config(GANConfig, requested, new_config)
-        dataset = holder.get("dataset") or load(data if not isinstance(data, (str, Path)) else cfg.data_spec,
-                                                cfg.split_seed)
-        train = dataset.splits["train"]
-        run.begin(cfg, data=split_record(dataset, cfg.data_spec, cfg.split_seed))
-        if info.is_main:
-            np.save(run.dir / "train_digests.npy", image_digests(train.images))
-        labels = torch.as_tensor(train.labels, dtype=torch.long)
-        val = dataset.splits["val"]
-        trainer = GANTrainer(cfg, prepare_images(train.images, cfg.resolution, mirror=cfg.mirror),
-                             labels.repeat(2) if cfg.mirror else labels, info,
-                             val_images=val.images, val_labels=val.labels)
-        run.restore(trainer)
-        return run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback,
-                       keep=cfg.keep_checkpoints, desc="train-gan")
+    return fit_generator(data, out_dir, kind="GAN", config_cls=GANConfig, presets=PRESETS, trainer_cls=GANTrainer,
+                         preset=preset, overrides=overrides, resume=resume, device=device, progress=progress,
+                         max_steps=max_steps, callback=callback, log=log)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ARCHS", "SnapshotKID", "load_generator", "sample_images", "train_generator"]
+__all__ = ["ARCHS", "SnapshotKID", "fit_generator", "load_generator", "sample_images", "train_generator"]
 
 ARCHS = ("stylegan2", "dcgan", "diffusion")
 # Settings only the GANs have; a diffusion run asked for them is a usage mistake.
@@ -111,3 +111,57 @@ class SnapshotKID:
         fake = sample(self.labels, tuple(self.images.shape[1:3]))
         kid, _ = kernel_inception_distance(self._real, extractor(fake), num_subsets=10, subset_size=len(self.images))
         return float(kid)
+
+
+def fit_generator(data, out_dir, *, kind: str, config_cls, presets: dict, trainer_cls, preset=None, overrides=None,
+                  resume=False, device=None, progress=True, max_steps=None, callback=None, log=None):
+    """The glue every generator family shares, on top of the run harness: settings from a
+    preset and overrides (a resume may change only the resumable ones), the data loaded from
+    the split seed and reduced as asked, the split record and the digests of the training
+    images, the trainer built on the training images (x-flipped copies with `mirror`) with the
+    validation images for the snapshot KID, then the loop. Returns the newest checkpoint."""
+    import torch
+
+    from genmix.data import load_dataset
+    from genmix.data.digests import image_digests, split_record
+    from genmix.errors import UsageError
+    from genmix.training.config import SUBSET_KEYS
+    from genmix.training.gan import gan_resolution, prepare_images
+    from genmix.training.run import Run, distributed
+
+    if preset is not None and preset not in presets:
+        raise UsageError(f"preset must be one of {', '.join(presets)}, got {preset!r}")
+    requested = dict(presets[preset]) if preset else {}
+    requested.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    is_spec = isinstance(data, (str, Path))
+    with distributed(device) as info:
+        run = Run(out_dir, kind, info, resume=resume, log=log)
+        holder = {}
+
+        def load(spec, split_seed):
+            return load_dataset(spec, seed=split_seed) if is_spec else data
+
+        def new_config():
+            subset = {k: v for k, v in requested.items() if k in SUBSET_KEYS}
+            dataset = holder["dataset"] = config_cls(**subset).reduce(load(data, requested.get("split_seed", 0)))
+            h, w = dataset.resolution
+            values = dict(requested)
+            values.setdefault("resolution", gan_resolution(h, w))
+            return config_cls(channels=dataset.channels, num_classes=dataset.num_classes,
+                              class_names=list(dataset.class_names), data_spec=str(data) if is_spec else dataset.name,
+                              data_resolution=[int(h), int(w)],
+                              class_counts=[int(n) for n in dataset.counts("train")], **values).validate()
+
+        cfg = run.resolve_config(config_cls, requested, new_config)
+        dataset = holder.get("dataset") or cfg.reduce(load(cfg.data_spec if is_spec else data, cfg.split_seed))
+        train, val = dataset.splits["train"], dataset.splits["val"]
+        run.begin(cfg, data=split_record(dataset, cfg.data_spec, cfg.split_seed))
+        if info.is_main:
+            np.save(run.dir / "train_digests.npy", image_digests(train.images))
+        labels = torch.as_tensor(train.labels, dtype=torch.long)
+        trainer = trainer_cls(cfg, prepare_images(train.images, cfg.resolution, mirror=cfg.mirror),
+                              labels.repeat(2) if cfg.mirror else labels, info,
+                              val_images=val.images, val_labels=val.labels)
+        run.restore(trainer)
+        return run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback,
+                       keep=cfg.keep_checkpoints, desc=f"train-{kind.lower()}")

@@ -1,0 +1,68 @@
+"""report.md's statistics: paired differences against `none` checked against hand-computed
+values, wins bold only outside the noise, the majority-class floor, 1 and 5 seeds."""
+
+import json
+import math
+
+import numpy as np
+
+from genmix.data import MedicalDataset, Split
+from genmix.pipeline import make_config
+from genmix.report.markdown import paired_against_none, run_values, write_report
+
+
+def _dataset():
+    rng = np.random.default_rng(0)
+
+    def split(n_major, n_minor):
+        labels = np.array([0] * n_major + [1] * n_minor, dtype=np.int64)
+        return Split(rng.integers(0, 255, (len(labels), 8, 8, 1), dtype=np.uint8), labels)
+
+    return MedicalDataset("toy", ["common", "rare"], {"train": split(30, 10), "val": split(6, 2),
+                                                      "test": split(15, 5)})
+
+
+def _write_runs(out, strategy, f1s, sens_rare):
+    for seed, (f1, sens) in enumerate(zip(f1s, sens_rare)):
+        d = out / "runs" / strategy / f"seed{seed}"
+        d.mkdir(parents=True)
+        per_class = [{"name": "common", "sensitivity": 0.9, "fnr": 0.1},
+                     {"name": "rare", "sensitivity": sens, "fnr": 1 - sens}]
+        d.joinpath("metrics.json").write_text(json.dumps(dict(accuracy=0.8, balanced_accuracy=0.7, macro_f1=f1,
+                                                              auc=0.9, ece=0.05, per_class=per_class)))
+
+
+def test_paired_differences_match_hand_computed_values(tmp_path):
+    none = [0.70, 0.72, 0.71, 0.69, 0.73]
+    genmix = [0.75, 0.78, 0.76, 0.73, 0.79]         # differences 0.05, 0.06, 0.05, 0.04, 0.06
+    mixup = [0.71, 0.70, 0.73, 0.68, 0.74]          # differences 0.01, -0.02, 0.02, -0.01, 0.01
+    _write_runs(tmp_path, "none", none, [0.5] * 5)
+    _write_runs(tmp_path, "genmix", genmix, [0.6, 0.7, 0.6, 0.5, 0.7])
+    _write_runs(tmp_path, "mixup", mixup, [0.4] * 5)
+    runs = [(s, seed, None) for s in ("none", "genmix", "mixup") for seed in range(5)]
+    paired = paired_against_none(run_values(tmp_path, runs), ["macro_f1", "auc", "sens:rare"])
+    d = paired["genmix"]["macro_f1"]
+    diffs = np.array(genmix) - np.array(none)
+    sd = math.sqrt(((diffs - diffs.mean()) ** 2).sum() / 4)
+    half = 2.7764451051977987 * sd / math.sqrt(5)   # t quantile 0.975 with 4 degrees of freedom
+    assert d["n"] == 5 and math.isclose(d["mean"], 0.052, abs_tol=1e-12)
+    assert math.isclose(d["ci"][0], 0.052 - half, rel_tol=1e-9) and d["significant"]
+    assert not paired["mixup"]["macro_f1"]["significant"]
+
+    cfg = make_config("tiny", {}, dict(data="toy", out=str(tmp_path), strategies=["none", "genmix", "mixup"], seeds=5))
+    report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+    assert "Paired differences against `none`" in report
+    assert "| genmix | **+0.052 [" in report
+    assert "| mixup | +0.002 [" in report and "(within noise)" in report
+    assert "**0.762 ± 0.024**" in report               # genmix's mean macro-F1: a win outside the noise
+    assert "accuracy 0.750 on this test split" in report  # 15 of 20 test images are 'common'
+
+
+def test_report_renders_with_one_seed(tmp_path):
+    _write_runs(tmp_path, "none", [0.7], [0.5])
+    _write_runs(tmp_path, "genmix", [0.8], [0.6])
+    runs = [("none", 0, None), ("genmix", 0, None)]
+    cfg = make_config("tiny", {}, dict(data="toy", out=str(tmp_path), strategies=["none", "genmix"], seeds=1))
+    report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+    assert "| genmix | 0.800 |" in report and "**" not in report.split("## Test-set results")[1].split("##")[0]
+    assert "Paired differences" not in report and "no winner is declared" in report
