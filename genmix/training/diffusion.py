@@ -26,7 +26,8 @@ from genmix.errors import UsageError
 from genmix.training import distributed as gdist
 from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
 from genmix.training.config import SubsetConfig
-from genmix.training.gan import BEST_WEIGHTS, NonFiniteLossError, save_generator_weights
+from genmix.training.gan import BEST_WEIGHTS, NonFiniteLossError
+from genmix.training.generator import GeneratorSnapshots
 from genmix.training.run import Run, Trainer, check_choice
 
 __all__ = ["DIFFUSION_PRESETS", "DiffusionConfig", "DiffusionTrainer", "load_denoiser", "sample_diffusion",
@@ -115,7 +116,7 @@ def build_denoiser(cfg: DiffusionConfig):
     return EDMPrecond(unet)
 
 
-class DiffusionTrainer(Trainer):
+class DiffusionTrainer(GeneratorSnapshots, Trainer):
     """Denoiser, EMA copy, Adam and RNG; a step is one EDM loss step, a period a snapshot interval."""
 
     unit = "img"
@@ -158,15 +159,11 @@ class DiffusionTrainer(Trainer):
     def progress(self) -> int:
         return self.cur_nimg
 
-    def finished(self) -> bool:
-        over = self.cfg.budget_min is not None and self.train_seconds >= self.cfg.budget_min * 60
-        return self.cur_nimg >= self.total or over
+    def ema_module(self):
+        return self.ema
 
-    def fraction(self) -> float:
-        done = self.cur_nimg / max(self.total, 1)
-        if self.cfg.budget_min is not None:
-            done = max(done, self.train_seconds / (self.cfg.budget_min * 60))
-        return min(done, 1.0)
+    def sample(self, classes, size, seed):
+        return sample_diffusion(self.ema, self.cfg, classes, seed=seed, device=self.device, out_resolution=size)
 
     def rng_streams(self) -> dict:
         return {"batches_noise": (self.rng, True)}
@@ -216,21 +213,7 @@ class DiffusionTrainer(Trainer):
         while self._next_snapshot <= self.cur_nimg:
             self._next_snapshot += self._snapshot_every
         line = {"kimg": self.cur_nimg / 1000, "minutes": self.train_seconds / 60}
-        if self.dist.is_main:
-            from genmix.data.grid import save_image_grid
-
-            classes = np.repeat(np.arange(self.cfg.num_classes), 8)
-            grid = sample_diffusion(self.ema, self.cfg, classes, seed=0, device=self.device,
-                                    out_resolution=(self.cfg.resolution, self.cfg.resolution))
-            save_image_grid(grid, run.dir / "samples" / f"grid-{self.cur_nimg // 1000:06d}kimg.png", nrow=8)
-            save_image_grid(grid, run.dir / "samples" / "latest.png", nrow=8)
-            if self._kid is not None:
-                line["val_kid"] = kid = self._kid(lambda c, size: sample_diffusion(
-                    self.ema, self.cfg, c, seed=12345, device=self.device, out_resolution=size))
-                if self.best["kid"] is None or kid < self.best["kid"]:
-                    self.best = {"kid": kid, "kimg": self.cur_nimg / 1000}
-                    save_generator_weights(self.ema, run.dir / BEST_WEIGHTS)
-                line["best_kimg"] = self.best["kimg"]
+        self.write_snapshot(run.dir, line)
         self.train_seconds += time.perf_counter() - t0
         return line
 

@@ -27,6 +27,7 @@ from genmix.errors import UsageError, UserRunError
 from genmix.training import distributed as gdist
 from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
 from genmix.training.config import SubsetConfig
+from genmix.training.generator import GeneratorSnapshots
 from genmix.training.run import Run, Trainer, check_choice
 
 __all__ = ["GANConfig", "GANTrainer", "NonFiniteLossError", "PRESETS", "build_networks",
@@ -187,7 +188,7 @@ def _make_optimizer(module, lr, betas):
     return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(betas), eps=1e-8)
 
 
-class GANTrainer(Trainer):
+class GANTrainer(GeneratorSnapshots, Trainer):
     """Holds networks, optimisers, augmentation and RNG state; `step()` is one iteration.
 
     Progress is counted in real images shown; a period is one snapshot interval, at whose end
@@ -253,19 +254,15 @@ class GANTrainer(Trainer):
             self._kid = SnapshotKID(val_images, val_labels, cfg.snapshot_kid_n, cfg.snapshot_kid_extractor,
                                     self.device)
 
-    def finished(self) -> bool:
-        over_budget = self.cfg.budget_min is not None and self.train_seconds >= self.cfg.budget_min * 60
-        return self.cur_nimg >= self.total or over_budget
-
-    def fraction(self) -> float:
-        done = self.cur_nimg / max(self.total, 1)
-        if self.cfg.budget_min is not None:
-            done = max(done, self.train_seconds / (self.cfg.budget_min * 60))
-        return min(done, 1.0)
-
     @property
     def progress(self) -> int:
         return self.cur_nimg
+
+    def ema_module(self):
+        return self.G_ema
+
+    def sample(self, classes, size, seed):
+        return sample_images(self.G_ema, self.cfg, classes, seed=seed, device=self.device, out_resolution=size)
 
     # ------------------------------------------------------------------ sampling helpers
     def _randn(self, *shape):
@@ -409,19 +406,7 @@ class GANTrainer(Trainer):
             self._next_snapshot += self._snapshot_every
         line = {"kimg": self.cur_nimg / 1000, "ada_p": self.ada_p, "rt": self.last_rt,
                 "minutes": self.train_seconds / 60}
-        if self.dist.is_main:
-            from genmix.data.grid import save_image_grid
-
-            grid = self.sample_grid(per_class=8)
-            save_image_grid(grid, run.dir / "samples" / f"grid-{self.cur_nimg // 1000:06d}kimg.png", nrow=8)
-            save_image_grid(grid, run.dir / "samples" / "latest.png", nrow=8)
-            if self._kid is not None:
-                line["val_kid"] = kid = self._kid(lambda classes, size: sample_images(
-                    self.G_ema, self.cfg, classes, seed=12345, device=self.device, out_resolution=size))
-                if self.best["kid"] is None or kid < self.best["kid"]:
-                    self.best = {"kid": kid, "kimg": self.cur_nimg / 1000}
-                    save_generator_weights(self.G_ema, run.dir / BEST_WEIGHTS)
-                line["best_kimg"] = self.best["kimg"]
+        self.write_snapshot(run.dir, line)
         self.train_seconds += time.perf_counter() - t0
         return line
 

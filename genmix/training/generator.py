@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ARCHS", "SnapshotKID", "fit_generator", "load_generator", "sample_images", "train_generator"]
+__all__ = ["ARCHS", "GeneratorSnapshots", "SnapshotKID", "fit_generator", "load_generator", "sample_images",
+           "train_generator"]
 
 ARCHS = ("stylegan2", "dcgan", "diffusion")
 # Settings only the GANs have; a diffusion run asked for them is a usage mistake.
@@ -165,3 +166,38 @@ def fit_generator(data, out_dir, *, kind: str, config_cls, presets: dict, traine
         run.restore(trainer)
         return run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback,
                        keep=cfg.keep_checkpoints, desc=f"train-{kind.lower()}")
+
+
+class GeneratorSnapshots:
+    """What every generator trainer shares (a mixin beside `genmix.training.run.Trainer`): the
+    wall-clock budget, and at each snapshot the sample grid, the validation KID and the best
+    snapshot's weights. A subclass provides `cfg`, `dist`, `cur_nimg`, `total`, `train_seconds`,
+    `best`, `_kid` (a SnapshotKID or None), `ema_module()` and `sample(classes, size, seed)`."""
+
+    def finished(self) -> bool:
+        over_budget = self.cfg.budget_min is not None and self.train_seconds >= self.cfg.budget_min * 60
+        return self.cur_nimg >= self.total or over_budget
+
+    def fraction(self) -> float:
+        done = self.cur_nimg / max(self.total, 1)
+        if self.cfg.budget_min is not None:
+            done = max(done, self.train_seconds / (self.cfg.budget_min * 60))
+        return min(done, 1.0)
+
+    def write_snapshot(self, run_dir: Path, line: dict) -> None:
+        """Rank 0: the grid (a row per class), then the validation KID and the best weights."""
+        from genmix.data.grid import save_image_grid
+        from genmix.training.gan import BEST_WEIGHTS, save_generator_weights
+
+        if not self.dist.is_main:
+            return
+        res = (self.cfg.resolution, self.cfg.resolution)
+        grid = self.sample(np.repeat(np.arange(self.cfg.num_classes), 8), res, seed=0)
+        save_image_grid(grid, run_dir / "samples" / f"grid-{self.cur_nimg // 1000:06d}kimg.png", nrow=8)
+        save_image_grid(grid, run_dir / "samples" / "latest.png", nrow=8)
+        if self._kid is not None:
+            line["val_kid"] = kid = self._kid(lambda classes, size: self.sample(classes, size, seed=12345))
+            if self.best["kid"] is None or kid < self.best["kid"]:
+                self.best = {"kid": kid, "kimg": self.cur_nimg / 1000}
+                save_generator_weights(self.ema_module(), run_dir / BEST_WEIGHTS)
+            line["best_kimg"] = self.best["kimg"]
