@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genmix.models.stylegan2 import _check_float_matrix, set_impl
+from genmix.models._checks import check_float_matrix as _check_float_matrix
+from genmix.models.stylegan2 import set_impl
 from genmix.ops import bias_act, setup_filter, upfirdn2d
 
 __all__ = [
@@ -280,7 +281,7 @@ class FourierEmbedding(nn.Module):
     """sin/cos of the noise level at fixed, geometrically spaced angular frequencies 1..100.
 
     c_noise = ln(sigma)/4 spans about [-1.6, 1.1] over sigma in [0.002, 80]; the lowest frequency
-    varies once over that range, the highest resolves a change of about 3% in sigma.
+    turns less than half a period over that range, the highest one period per 0.25 in ln(sigma).
     """
 
     def __init__(self, channels, max_frequency=100.0):
