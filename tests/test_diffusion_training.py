@@ -80,3 +80,11 @@ def test_bad_sampling_settings_are_refused(tiny_npz, tmp_path):
     for bad in (dict(guidance=-1.0), dict(sample_steps=0)):
         with pytest.raises(UsageError, match=next(iter(bad))):
             _train(tiny_npz, tmp_path / "bad", overrides=bad)
+
+
+def test_interpolation_strip_on_a_diffusion_run(tiny_npz, tmp_path):
+    from genmix.training.synthesize import interpolation_strip
+
+    _train(tiny_npz, tmp_path / "d", overrides=dict(kimg=0.016))
+    path = interpolation_strip(tmp_path / "d", tmp_path / "strip.png", steps=4, rows_per_pair=1)
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -126,6 +126,12 @@ def interpolation_strip(run_dir, path, *, steps=8, rows_per_pair=2, seed=0, psi=
         row[:, b] += t
         labels += [row] * rows_per_pair
     soft = torch.cat(labels)
+    if cfg.arch == "diffusion":
+        # The diffusion sampler's noise is seeded per (seed, image index): one image per call
+        # with the row's seed keeps the noise fixed along the row, so only the label changes.
+        grid = np.concatenate([sample_images(G, cfg, soft_labels=soft[i:i + 1], seed=seed + i // steps,
+                                             device=device) for i in range(len(soft))])
+        return save_image_grid(grid, path, nrow=steps)
     # One latent per row, shared along the row, so only the label changes from left to right.
     latents = torch.randn(len(pairs) * rows_per_pair, cfg.z_dim, generator=torch.Generator().manual_seed(seed))
     grid = sample_images(G, cfg, soft_labels=soft, latents=latents.repeat_interleave(steps, dim=0), psi=psi,
