@@ -2,6 +2,7 @@
 // plain parameter structs and hands raw pointers to the CPU or CUDA kernels. The kernels
 // themselves know nothing of torch.
 
+#include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "cpu/kernels.h"
 #include "params.h"
 
@@ -357,6 +359,137 @@ std::tuple<torch::Tensor, torch::Tensor> modulate_weights_backward(const torch::
     return {gw, gs};
 }
 
+// ------------------------------------------------------------------ modconv epilogue (CPU)
+
+struct EpilogueInputs {
+    genmix::EpilogueParams p;
+    torch::Tensor d, noise, b;
+};
+
+EpilogueInputs epilogue_inputs(const torch::Tensor& y, const c10::optional<torch::Tensor>& d,
+                               const c10::optional<torch::Tensor>& noise,
+                               const c10::optional<torch::Tensor>& b, int64_t act, double alpha,
+                               double gain, double clamp) {
+    TORCH_CHECK_VALUE(y.dim() == 4, "genmix.modconv_epilogue: y must be 4-D (N, C, H, W), got ", y.sizes());
+    TORCH_CHECK_VALUE(y.is_cpu(), "genmix.modconv_epilogue: the fused epilogue runs on CPU tensors");
+    check_cpu_dtype(y, "modconv_epilogue");
+    TORCH_CHECK_VALUE(act >= genmix::kActLinear && act <= genmix::kActSwish,
+                      "genmix.modconv_epilogue: unknown activation code ", act);
+    EpilogueInputs in;
+    auto& p = in.p;
+    p.batch = y.size(0);
+    p.channels = y.size(1);
+    p.height = y.size(2);
+    p.width = y.size(3);
+    // With one channel (or one pixel) both layouts are the same memory; call it planar.
+    const bool planar = y.is_contiguous();
+    p.channels_last = !planar;
+    TORCH_CHECK_VALUE(planar || y.is_contiguous(at::MemoryFormat::ChannelsLast),
+                      "genmix.modconv_epilogue: y must be contiguous NCHW or channels_last");
+    p.act = static_cast<int>(act);
+    p.alpha = alpha;
+    p.gain = gain;
+    p.clamp = clamp;
+    auto same = [&](const torch::Tensor& t, const char* name) {
+        TORCH_CHECK_TYPE(t.scalar_type() == y.scalar_type(), "genmix.modconv_epilogue: ", name,
+                         " dtype ", t.scalar_type(), " differs from y's ", y.scalar_type());
+        TORCH_CHECK_VALUE(t.device() == y.device(), "genmix.modconv_epilogue: ", name, " is on another device");
+    };
+    if (d.has_value() && d->defined()) {
+        in.d = d->contiguous();
+        same(in.d, "d");
+        TORCH_CHECK_VALUE(in.d.numel() == p.batch * p.channels, "genmix.modconv_epilogue: d must be (N, C)");
+    }
+    if (b.has_value() && b->defined()) {
+        in.b = b->contiguous();
+        same(in.b, "b");
+        TORCH_CHECK_VALUE(in.b.dim() == 1 && in.b.size(0) == p.channels, "genmix.modconv_epilogue: b must be (C,)");
+    }
+    if (noise.has_value() && noise->defined()) {
+        in.noise = *noise;
+        same(in.noise, "noise");
+        const auto& nz = in.noise;
+        TORCH_CHECK_VALUE(nz.dim() == 4 && nz.size(1) == 1 &&
+                              (nz.size(0) == 1 || nz.size(0) == p.batch) &&
+                              (nz.size(2) == 1 || nz.size(2) == p.height) &&
+                              (nz.size(3) == 1 || nz.size(3) == p.width),
+                          "genmix.modconv_epilogue: noise must be (N or 1, 1, H or 1, W or 1), got ", nz.sizes());
+        const int dims[3] = {0, 2, 3};
+        for (int k = 0; k < 3; ++k)
+            p.noise_stride[k] = nz.size(dims[k]) == 1 ? 0 : nz.stride(dims[k]);
+    }
+    return in;
+}
+
+torch::Tensor modconv_epilogue(const torch::Tensor& y, const c10::optional<torch::Tensor>& d,
+                               const c10::optional<torch::Tensor>& noise,
+                               const c10::optional<torch::Tensor>& b, int64_t act, double alpha,
+                               double gain, double clamp) {
+    const auto in = epilogue_inputs(y, d, noise, b, act, alpha, gain, clamp);
+    auto out = torch::empty_like(y, in.p.channels_last ? at::MemoryFormat::ChannelsLast
+                                                       : at::MemoryFormat::Contiguous);
+    if (out.numel() == 0) return out;
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "genmix_modconv_epilogue_cpu", [&] {
+        auto ptr = [](const torch::Tensor& t) {
+            return t.defined() ? t.data_ptr<scalar_t>() : static_cast<scalar_t*>(nullptr);
+        };
+        genmix::cpu::modconv_epilogue<scalar_t>(y.data_ptr<scalar_t>(), ptr(in.d), ptr(in.noise),
+                                                ptr(in.b), out.data_ptr<scalar_t>(), in.p);
+    });
+    return out;
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> modconv_epilogue_backward(
+        const torch::Tensor& y, const c10::optional<torch::Tensor>& d,
+        const c10::optional<torch::Tensor>& noise, const c10::optional<torch::Tensor>& b,
+        const torch::Tensor& g, int64_t act, double alpha, double gain, double clamp, bool need_y,
+        bool need_d, bool need_noise, bool need_b) {
+    const auto in = epilogue_inputs(y, d, noise, b, act, alpha, gain, clamp);
+    const auto& p = in.p;
+    TORCH_CHECK_VALUE(g.sizes() == y.sizes() && g.strides() == y.strides() &&
+                          g.scalar_type() == y.scalar_type() && g.device() == y.device(),
+                      "genmix.modconv_epilogue_backward: g must have the shape, strides and dtype of y");
+    torch::Tensor gy, gd, gnoise, gb;
+    if (need_y) gy = torch::empty_like(y, p.channels_last ? at::MemoryFormat::ChannelsLast
+                                                          : at::MemoryFormat::Contiguous);
+    if (need_d && in.d.defined()) gd = torch::empty({p.batch, p.channels}, y.options());
+    if (need_noise && in.noise.defined()) gnoise = torch::empty({p.batch, 1, p.height, p.width}, y.options());
+    if (need_b && in.b.defined()) gb = torch::empty({p.channels}, y.options());
+    if (y.numel() == 0) {
+        for (auto* t : {&gd, &gnoise, &gb})
+            if (t->defined()) t->zero_();
+        return {gy, gd, gnoise, gb};
+    }
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "genmix_modconv_epilogue_backward_cpu", [&] {
+        auto ptr = [](const torch::Tensor& t) {
+            return t.defined() ? t.data_ptr<scalar_t>() : static_cast<scalar_t*>(nullptr);
+        };
+        genmix::cpu::modconv_epilogue_backward<scalar_t>(
+            y.data_ptr<scalar_t>(), ptr(in.d), ptr(in.noise), ptr(in.b), g.data_ptr<scalar_t>(),
+            ptr(gy), ptr(gd), ptr(gnoise), ptr(gb), p);
+    });
+    return {gy, gd, gnoise, gb};
+}
+
+std::string cpu_isa() { return genmix::cpu::cpu_isa_name(genmix::cpu::cpu_isa()); }
+
+// Lowers (or restores) the instruction set of the CPU kernels compiled per target; returns the
+// one in use, which is never above what the CPU supports.
+std::string set_cpu_isa(const std::string& name) {
+    genmix::cpu::CpuIsa isa;
+    if (name == "baseline") {
+        isa = genmix::cpu::kIsaBaseline;
+    } else if (name == "avx2") {
+        isa = genmix::cpu::kIsaAvx2;
+    } else if (name == "avx512" || name == "best") {
+        isa = genmix::cpu::kIsaAvx512;
+    } else {
+        TORCH_CHECK_VALUE(false, "genmix.set_cpu_isa: unknown instruction set '", name,
+                          "' (baseline, avx2, avx512 or best)");
+    }
+    return genmix::cpu::cpu_isa_name(genmix::cpu::set_cpu_isa(isa));
+}
+
 bool has_cuda() {
 #ifdef GENMIX_WITH_CUDA
     return true;
@@ -377,7 +510,317 @@ pybind11::dict build_info() {
     info["openmp"] = pybind11::none();
 #endif
     info["torch"] = std::string(TORCH_VERSION);
+    info["cpu_isa"] = cpu_isa();
+    info["cpu_isa_supported"] = std::string(genmix::cpu::cpu_isa_name(genmix::cpu::cpu_isa_supported()));
     return info;
+}
+
+// ------------------------------------------------------------------ autograd nodes in C++
+//
+// The C++ backend's ops as torch::autograd::Function nodes, so that neither their forward
+// bookkeeping nor their backward runs Python: StyleGAN2's layers are small on a CPU, and a
+// Python-implemented backward node costs more than the kernel it calls. Each node mirrors the
+// Python autograd.Function of the same op (genmix/ops/*.py), which the other backends use.
+// Absent tensors (no bias, no noise) are empty optionals: autograd gives them no edge, so the
+// edge of tensor argument k is its rank among the arguments present (Inputs below).
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using OptTensor = c10::optional<torch::Tensor>;
+
+torch::Tensor value_or_undefined(const OptTensor& t) {
+    return t.has_value() && t->defined() ? *t : torch::Tensor();
+}
+
+OptTensor opt(const torch::Tensor& t) { return t.defined() ? OptTensor(t) : c10::nullopt; }
+
+// Which tensor arguments of a node were present, to map them to autograd edges.
+struct Inputs {
+    static void save(AutogradContext* ctx, std::initializer_list<bool> present) {
+        std::vector<int64_t> flags;
+        for (bool p : present) flags.push_back(p ? 1 : 0);
+        ctx->saved_data["present"] = flags;
+    }
+    // Whether tensor argument k was given and its gradient is wanted.
+    static bool needs(AutogradContext* ctx, size_t k) {
+        const auto flags = ctx->saved_data["present"].toIntVector();
+        if (!flags[k]) return false;
+        size_t edge = 0;
+        for (size_t i = 0; i < k; ++i) edge += flags[i] ? 1 : 0;
+        return ctx->needs_input_grad(edge);
+    }
+};
+
+// Kernels walk flat storage: any tensor with gaps or overlaps is compacted first.
+torch::Tensor dense(const torch::Tensor& t) { return t.is_non_overlapping_and_dense() ? t : t.contiguous(); }
+
+// `t` with exactly the strides of dense `ref`, so that both share flat indices.
+torch::Tensor like(const torch::Tensor& t, const torch::Tensor& ref) {
+    if (t.strides() == ref.strides()) return t;
+    auto out = torch::empty_strided(ref.sizes(), ref.strides(), ref.options());
+    out.copy_(t);
+    return out;
+}
+
+torch::Tensor sum_to_bias(const torch::Tensor& t, int64_t dim) {
+    std::vector<int64_t> dims;
+    for (int64_t i = 0; i < t.dim(); ++i)
+        if (i != dim) dims.push_back(i);
+    return t.sum(dims);
+}
+
+void save_act(AutogradContext* ctx, int64_t act, double alpha, double gain, double clamp, int64_t dim) {
+    ctx->saved_data["act"] = act;
+    ctx->saved_data["alpha"] = alpha;
+    ctx->saved_data["gain"] = gain;
+    ctx->saved_data["clamp"] = clamp;
+    ctx->saved_data["dim"] = dim;
+}
+
+struct ActArgs {
+    int64_t act, dim;
+    double alpha, gain, clamp;
+};
+
+ActArgs load_act(AutogradContext* ctx) {
+    return {ctx->saved_data["act"].toInt(), ctx->saved_data["dim"].toInt(), ctx->saved_data["alpha"].toDouble(),
+            ctx->saved_data["gain"].toDouble(), ctx->saved_data["clamp"].toDouble()};
+}
+
+// dx = dy * gain * act'(x + b): the first derivative of bias_act as a node of its own, so that
+// the R1 penalty can differentiate it once more. Its own backward is not differentiable.
+class BiasActGradFn : public torch::autograd::Function<BiasActGradFn> {
+  public:
+    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& dy, const torch::Tensor& x,
+                                 const OptTensor& b, int64_t act, double alpha, double gain, double clamp,
+                                 int64_t dim) {
+        const auto g = like(dy, x);
+        ctx->save_for_backward({g, x, value_or_undefined(b)});
+        save_act(ctx, act, alpha, gain, clamp, dim);
+        Inputs::save(ctx, {true, true, b.has_value()});
+        return bias_act(x, b, g, act, alpha, gain, clamp, 1, dim);
+    }
+
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+        // Like Python's once_differentiable: with create_graph the results are computed all the
+        // same, and only differentiating them once more (a third derivative) raises.
+        const bool graph = torch::autograd::GradMode::is_enabled();
+        variable_list out;
+        {
+            torch::NoGradGuard no_grad;
+            const auto saved = ctx->get_saved_variables();
+            const auto &dy = saved[0], &x = saved[1], &b = saved[2];
+            const auto a = load_act(ctx);
+            const auto ddx = like(grads[0], x);
+            const bool need_dy = Inputs::needs(ctx, 0), need_x = Inputs::needs(ctx, 1), need_b = Inputs::needs(ctx, 2);
+            torch::Tensor d_dy, d_x, d_b;
+            if (need_dy) d_dy = bias_act(x, opt(b), ddx, a.act, a.alpha, a.gain, a.clamp, 1, a.dim);
+            if (need_x || need_b) d_x = bias_act(x, opt(b), like(ddx * dy, x), a.act, a.alpha, a.gain, a.clamp, 2, a.dim);
+            if (need_b) d_b = sum_to_bias(d_x, a.dim);
+            if (!need_x) d_x = torch::Tensor();
+            out = {d_dy, d_x, d_b, {}, {}, {}, {}, {}};
+        }
+        if (graph) {  // as once_differentiable does: outputs whose backward is an error node
+            variable_list fake;
+            for (const auto& t : out)
+                if (t.defined()) fake.push_back(t.detach().set_requires_grad(true));
+            auto err = c10::make_intrusive<torch::autograd::DelayedError>(
+                "genmix.bias_act: only the first and second derivatives are implemented",
+                static_cast<int64_t>(fake.size()));
+            auto wrapped = err->apply(std::move(fake));
+            size_t k = 0;
+            for (auto& t : out)
+                if (t.defined()) t = wrapped[k++];
+        }
+        return out;
+    }
+};
+
+class BiasActFn : public torch::autograd::Function<BiasActFn> {
+  public:
+    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const OptTensor& b_in,
+                                 int64_t act, double alpha, double gain, double clamp, int64_t dim) {
+        const auto x = dense(x_in);
+        const auto b = b_in.has_value() ? OptTensor(b_in->contiguous()) : c10::nullopt;
+        ctx->save_for_backward({x, value_or_undefined(b)});
+        save_act(ctx, act, alpha, gain, clamp, dim);
+        Inputs::save(ctx, {true, b.has_value()});
+        return bias_act(x, b, c10::nullopt, act, alpha, gain, clamp, 0, dim);
+    }
+
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+        const auto saved = ctx->get_saved_variables();
+        const auto &x = saved[0], &b = saved[1];
+        const auto a = load_act(ctx);
+        auto dx = BiasActGradFn::apply(grads[0], x, opt(b), a.act, a.alpha, a.gain, a.clamp, a.dim);
+        torch::Tensor db;
+        if (Inputs::needs(ctx, 1)) db = sum_to_bias(dx, a.dim);
+        if (!Inputs::needs(ctx, 0)) dx = torch::Tensor();
+        return {dx, db, {}, {}, {}, {}, {}};
+    }
+};
+
+torch::Tensor bias_act_autograd(const torch::Tensor& x, const OptTensor& b, int64_t act, double alpha,
+                                double gain, double clamp, int64_t dim) {
+    return BiasActFn::apply(x, opt(value_or_undefined(b)), act, alpha, gain, clamp, dim);
+}
+
+// upfirdn2d on one 2-D filter. Its adjoint is upfirdn2d again (up and down swapped, the filter
+// flipped, adjusted padding), so the backward is this node once more: any order.
+class Upfirdn2dFn : public torch::autograd::Function<Upfirdn2dFn> {
+  public:
+    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& f,
+                                 std::vector<int64_t> params, bool flip_filter, double gain) {
+        TORCH_CHECK_VALUE(params.size() == 8, "genmix.upfirdn2d: 8 resampling parameters expected");
+        auto y = upfirdn2d(x, f, params[0], params[1], params[2], params[3], params[4], params[5], params[6],
+                           params[7], flip_filter, gain);
+        ctx->save_for_backward({f});
+        ctx->saved_data["params"] = params;
+        ctx->saved_data["flip"] = flip_filter;
+        ctx->saved_data["gain"] = gain;
+        ctx->saved_data["shape"] = std::vector<int64_t>{x.size(2), x.size(3), y.size(2), y.size(3)};
+        return y;
+    }
+
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+        if (!ctx->needs_input_grad(0)) return {{}, {}, {}, {}, {}};
+        const auto f = ctx->get_saved_variables()[0];
+        const auto p = ctx->saved_data["params"].toIntVector();
+        const auto shape = ctx->saved_data["shape"].toIntVector();
+        const bool flip = ctx->saved_data["flip"].toBool();
+        const double gain = ctx->saved_data["gain"].toDouble();
+        const int64_t upx = p[0], upy = p[1], downx = p[2], downy = p[3], px0 = p[4], py0 = p[6];
+        const int64_t fh = f.size(0), fw = f.size(1);
+        const int64_t in_h = shape[0], in_w = shape[1], out_h = shape[2], out_w = shape[3];
+        std::vector<int64_t> back = {downx, downy, upx, upy,
+                                     fw - px0 - 1, in_w * upx - out_w * downx + px0 - upx + 1,
+                                     fh - py0 - 1, in_h * upy - out_h * downy + py0 - upy + 1};
+        auto dx = Upfirdn2dFn::apply(grads[0], f, back, !flip, gain);
+        return {dx, {}, {}, {}, {}};
+    }
+};
+
+torch::Tensor upfirdn2d_autograd(const torch::Tensor& x, const torch::Tensor& f, std::vector<int64_t> params,
+                                 bool flip_filter, double gain) {
+    return Upfirdn2dFn::apply(x, f, std::move(params), flip_filter, gain);
+}
+
+// Gradients of `out` with respect to the wanted ones of `inputs`, as a differentiable graph
+// (create_graph): the second-derivative path of the fused nodes below.
+variable_list grads_with_graph(const torch::Tensor& out, const torch::Tensor& grad_out,
+                               const variable_list& inputs, const std::vector<bool>& need, size_t n_out) {
+    variable_list result(n_out);
+    variable_list targets;
+    for (size_t i = 0; i < inputs.size(); ++i)
+        if (need[i]) targets.push_back(inputs[i]);
+    if (targets.empty()) return result;
+    const auto g = torch::autograd::grad({out}, targets, {grad_out}, /*retain_graph=*/true,
+                                         /*create_graph=*/true, /*allow_unused=*/true);
+    size_t k = 0;
+    for (size_t i = 0; i < inputs.size(); ++i)
+        if (need[i]) {
+            result[i] = g[k].defined() ? g[k] : torch::zeros_like(inputs[i]);
+            ++k;
+        }
+    return result;
+}
+
+// The synthesis-layer tail (modconv_epilogue). A second derivative (path-length
+// regularisation) differentiates the equivalent unfused ops.
+class EpilogueFn : public torch::autograd::Function<EpilogueFn> {
+  public:
+    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& y, const OptTensor& d,
+                                 const OptTensor& noise, const OptTensor& b, int64_t act, double alpha,
+                                 double gain, double clamp) {
+        ctx->save_for_backward({y, value_or_undefined(d), value_or_undefined(noise), value_or_undefined(b)});
+        save_act(ctx, act, alpha, gain, clamp, 1);
+        Inputs::save(ctx, {true, d.has_value(), noise.has_value(), b.has_value()});
+        return modconv_epilogue(y, d, noise, b, act, alpha, gain, clamp);
+    }
+
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+        const auto saved = ctx->get_saved_variables();
+        const auto &y = saved[0], &d = saved[1], &noise = saved[2], &b = saved[3];
+        const auto a = load_act(ctx);
+        const std::vector<bool> need = {Inputs::needs(ctx, 0), Inputs::needs(ctx, 1), Inputs::needs(ctx, 2),
+                                        Inputs::needs(ctx, 3)};
+        if (torch::autograd::GradMode::is_enabled()) {  // create_graph: a graph through the inputs
+            auto v = d.defined() ? y * d.view({d.size(0), d.size(1), 1, 1}) : y;
+            if (noise.defined()) v = v + noise;
+            const auto res = BiasActFn::apply(v, opt(b), a.act, a.alpha, a.gain, a.clamp, 1);
+            return grads_with_graph(res, grads[0], {y, d, noise, b}, need, 8);
+        }
+        const auto g = like(grads[0], y);
+        auto res = modconv_epilogue_backward(y, opt(d), opt(noise), opt(b), g, a.act, a.alpha, a.gain, a.clamp,
+                                             need[0], need[1], need[2], need[3]);
+        variable_list out(8);
+        out[0] = std::get<0>(res);
+        out[1] = std::get<1>(res);
+        auto gnoise = std::get<2>(res);
+        if (gnoise.defined() && gnoise.sizes() != noise.sizes()) gnoise = gnoise.sum_to_size(noise.sizes());
+        out[2] = gnoise;
+        out[3] = std::get<3>(res);
+        return out;
+    }
+};
+
+torch::Tensor modconv_epilogue_autograd(const torch::Tensor& y, const OptTensor& d, const OptTensor& noise,
+                                        const OptTensor& b, int64_t act, double alpha, double gain, double clamp) {
+    return EpilogueFn::apply(y, opt(value_or_undefined(d)), opt(value_or_undefined(noise)),
+                             opt(value_or_undefined(b)), act, alpha, gain, clamp);
+}
+
+// bias_act(x @ (weight * weight_gain)^T, bias * bias_gain, dim=1): an equalized-lr dense layer
+// as one node. A second derivative differentiates the equivalent unfused ops.
+class FullyConnectedFn : public torch::autograd::Function<FullyConnectedFn> {
+  public:
+    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                                 const OptTensor& bias, double weight_gain, double bias_gain, int64_t act,
+                                 double alpha, double gain, double clamp) {
+        const auto w = weight.to(x.scalar_type()) * weight_gain;
+        const auto b = bias.has_value() ? OptTensor((bias->to(x.scalar_type()) * bias_gain).contiguous())
+                                        : c10::nullopt;
+        const auto v = x.matmul(w.t());
+        // The scaled weight and bias too: the backward needs them, not the parameters.
+        ctx->save_for_backward({x, weight, value_or_undefined(bias), v, w, value_or_undefined(b)});
+        save_act(ctx, act, alpha, gain, clamp, 1);
+        ctx->saved_data["weight_gain"] = weight_gain;
+        ctx->saved_data["bias_gain"] = bias_gain;
+        Inputs::save(ctx, {true, true, bias.has_value()});
+        return bias_act(v, b, c10::nullopt, act, alpha, gain, clamp, 0, 1);
+    }
+
+    static variable_list backward(AutogradContext* ctx, variable_list grads) {
+        const auto saved = ctx->get_saved_variables();
+        const auto &x = saved[0], &weight = saved[1], &bias = saved[2], &v = saved[3], &w = saved[4];
+        const auto b = opt(saved[5]);
+        const auto a = load_act(ctx);
+        const double wg = ctx->saved_data["weight_gain"].toDouble();
+        const double bg = ctx->saved_data["bias_gain"].toDouble();
+        const std::vector<bool> need = {Inputs::needs(ctx, 0), Inputs::needs(ctx, 1), Inputs::needs(ctx, 2)};
+        if (torch::autograd::GradMode::is_enabled()) {  // create_graph: a graph through the inputs
+            const auto wd = weight.to(x.scalar_type()) * wg;
+            const auto bd = bias.defined() ? OptTensor(bias.to(x.scalar_type()) * bg) : c10::nullopt;
+            const auto res = BiasActFn::apply(x.matmul(wd.t()), bd, a.act, a.alpha, a.gain, a.clamp, 1);
+            return grads_with_graph(res, grads[0], {x, weight, bias}, need, 9);
+        }
+        variable_list out(9);
+        const auto dv = bias_act(v, b, like(grads[0], v), a.act, a.alpha, a.gain, a.clamp, 1, 1);
+        auto as = [](torch::Tensor t, const torch::Tensor& ref) {
+            return t.scalar_type() == ref.scalar_type() ? t : t.to(ref.scalar_type());
+        };
+        if (need[0]) out[0] = torch::mm(dv, w);
+        if (need[1]) out[1] = as(torch::mm(dv.t(), x).mul_(wg), weight);
+        if (need[2]) out[2] = as(dv.sum(0).mul_(bg), bias);
+        return out;
+    }
+};
+
+torch::Tensor fully_connected_autograd(const torch::Tensor& x, const torch::Tensor& weight, const OptTensor& bias,
+                                       double weight_gain, double bias_gain, int64_t act, double alpha, double gain,
+                                       double clamp) {
+    return FullyConnectedFn::apply(x, weight, opt(value_or_undefined(bias)), weight_gain, bias_gain, act, alpha,
+                                   gain, clamp);
 }
 
 }  // namespace
@@ -403,6 +846,34 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("modulate_weights_backward", &modulate_weights_backward, "gradients of modulate_weights",
           pybind11::arg("weight"), pybind11::arg("styles"), pybind11::arg("d"), pybind11::arg("g"),
           pybind11::arg("demodulate"), pybind11::arg("eps"));
+    m.def("modconv_epilogue", &modconv_epilogue,
+          "demodulation, noise, bias, activation, gain and clamp on a convolution output (CPU)",
+          pybind11::arg("y"), pybind11::arg("d"), pybind11::arg("noise"), pybind11::arg("b"),
+          pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"));
+    m.def("modconv_epilogue_backward", &modconv_epilogue_backward,
+          "gradients of modconv_epilogue with respect to y, d, noise and b (CPU)",
+          pybind11::arg("y"), pybind11::arg("d"), pybind11::arg("noise"), pybind11::arg("b"),
+          pybind11::arg("g"), pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"),
+          pybind11::arg("clamp"), pybind11::arg("need_y"), pybind11::arg("need_d"),
+          pybind11::arg("need_noise"), pybind11::arg("need_b"));
+    m.def("bias_act_autograd", &bias_act_autograd, "bias_act as a C++ autograd node (twice differentiable)",
+          pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("act"), pybind11::arg("alpha"),
+          pybind11::arg("gain"), pybind11::arg("clamp"), pybind11::arg("dim"));
+    m.def("upfirdn2d_autograd", &upfirdn2d_autograd, "upfirdn2d as a C++ autograd node (any order)",
+          pybind11::arg("x"), pybind11::arg("f"), pybind11::arg("params"), pybind11::arg("flip_filter"),
+          pybind11::arg("gain"));
+    m.def("modconv_epilogue_autograd", &modconv_epilogue_autograd, "modconv_epilogue as a C++ autograd node",
+          pybind11::arg("y"), pybind11::arg("d"), pybind11::arg("noise"), pybind11::arg("b"),
+          pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"));
+    m.def("fully_connected_autograd", &fully_connected_autograd,
+          "equalized-lr dense layer + bias_act as a C++ autograd node",
+          pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("weight_gain"),
+          pybind11::arg("bias_gain"), pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"),
+          pybind11::arg("clamp"));
+    m.def("cpu_isa", &cpu_isa, "instruction set the per-target CPU kernels use (baseline, avx2, avx512)");
+    m.def("set_cpu_isa", &set_cpu_isa,
+          "use a lower instruction set for the per-target CPU kernels (tests); returns the one in use",
+          pybind11::arg("name"));
     m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
     m.def("build_info", &build_info, "how this extension was built");
 }

@@ -66,6 +66,25 @@ struct BiasActParams {
     double clamp = -1.0;
 };
 
+// modconv_epilogue: the pointwise tail of a StyleGAN2 synthesis layer on the convolution output
+// y (N, C, H, W), in one pass:
+//   v   = y[n,c,h,w] * d[n,c] + noise[n,h,w] + b[c]     (d = 1, noise = 0, b = 0 when absent)
+//   out = clamp(act(v) * gain, -clamp, clamp)           (bias_act's grad_order 0 on v)
+// Backward, given g = dL/dout, with gv = g * gain * act'(v) * inside(v) (bias_act's grad_order 1):
+//   gy = gv * d,   gd[n,c] = sum_{h,w} gv * y,   gnoise[n,h,w] = sum_c gv,   gb[c] = sum_{n,h,w} gv
+// y, out, g and gy share one dense layout: contiguous NCHW, or NHWC when channels_last. noise is
+// read at n * noise_stride[0] + h * noise_stride[1] + w * noise_stride[2] (0 broadcasts); d
+// (N, C), b (C) and gnoise (N, H, W) are contiguous.
+struct EpilogueParams {
+    int64_t batch = 0, channels = 0, height = 0, width = 0;
+    bool channels_last = false;
+    int64_t noise_stride[3] = {0, 0, 0};
+    int act = kActLinear;
+    double alpha = 0.0;
+    double gain = 1.0;
+    double clamp = -1.0;  // < 0: no clamp
+};
+
 // ---------------------------------------------------------------- random sampling and mixing
 //
 // Counter-based randomness, identical in every backend, so a seed gives the same numbers on

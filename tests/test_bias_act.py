@@ -172,3 +172,103 @@ def test_gpu_gradgradcheck_and_channels_last(impl):
     bc = torch.randn(64, device="cuda")
     torch.testing.assert_close(bias_act(xc, bc, act="swish", impl=impl),
                                bias_act(xc, bc, act="swish", impl="ref"), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------- C++ kernels per ISA, C++ autograd nodes, dense layer
+
+@pytest.fixture(params=["baseline", "avx2", "avx512"])
+def cpu_isa(request):
+    """Runs the test with the C++ kernels compiled for one instruction set (skipped where the
+    CPU lacks it), then restores the best one."""
+    from genmix.ops import _backend
+
+    ext = _backend.extension()
+    if ext.set_cpu_isa(request.param) != request.param:
+        ext.set_cpu_isa("best")
+        pytest.skip(f"this CPU has no {request.param}")
+    yield request.param
+    ext.set_cpu_isa("best")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "odd"])
+def test_every_isa_matches_reference_to_the_second_derivative(cpu_isa, act, layout):
+    shape = {"contiguous": (3, 5, 4, 2), "channels_last": (2, 19, 3, 5), "odd": (1, 7, 5, 3)}[layout]
+    x, b = _inputs(shape, 1)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "odd":
+        x = x.transpose(2, 3)  # dense, in neither standard order
+    x.requires_grad_(True)
+    b.requires_grad_(True)
+    outs = []
+    for impl in ("cpp", "ref"):
+        y = bias_act(x, b, act=act, clamp=3.0, impl=impl)
+        g = torch.autograd.grad(y, (x, b), torch.ones_like(y) * 0.7, create_graph=True)
+        gg = _grad_of_norm(g[0], (x, b))
+        outs.append([y, *g] + [torch.zeros_like(t) if a is None else a for a, t in zip(gg, (x, b))])
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-8)
+
+
+def test_third_derivative_is_refused():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(bias_act(x, act="tanh", dim=1, impl="cpp").sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), x, create_graph=True)
+    assert gg.requires_grad  # a second derivative with create_graph is fine...
+    with pytest.raises(RuntimeError, match="first and second derivatives"):
+        gg.sum().backward()  # ...differentiating it once more is refused, not silently zero
+
+
+def _dense_layer(x, w, b, act, impl):
+    from genmix.ops.bias_act import fully_connected
+
+    return fully_connected(x, w, b, weight_gain=0.3, bias_gain=0.7, act=act, impl=impl)
+
+
+@pytest.mark.parametrize("act", ["linear", "lrelu", "tanh", "softplus"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fully_connected_matches_reference_to_the_second_derivative(act, bias):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 9, dtype=torch.float64, generator=gen)
+    w = torch.randn(5, 9, dtype=torch.float64, generator=gen)
+    b = torch.randn(5, dtype=torch.float64, generator=gen) if bias else None
+    dy = torch.randn(6, 5, dtype=torch.float64, generator=gen)
+    outs = []
+    for impl in ("cpp", "ref"):
+        leaves = [t.clone().requires_grad_(True) for t in (x, w) + ((b,) if bias else ())]
+        y = _dense_layer(leaves[0], leaves[1], leaves[2] if bias else None, act, impl)
+        g = torch.autograd.grad(y, leaves, dy, create_graph=True)
+        gg = torch.autograd.grad(sum(t.square().sum() for t in g), leaves, allow_unused=True)
+        outs.append([y, *g] + [torch.zeros_like(t) if a is None else a for a, t in zip(gg, leaves)])
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_fully_connected_gradcheck_and_float32():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: _dense_layer(*t, "lrelu", "cpp"), (x, w, b))
+    assert torch.autograd.gradgradcheck(lambda *t: _dense_layer(*t, "tanh", "cpp"), (x, w, b))
+    xf, wf, bf = (t.detach().float() for t in (x, w, b))
+    torch.testing.assert_close(_dense_layer(xf, wf, bf, "lrelu", "cpp"), _dense_layer(xf, wf, bf, "lrelu", "ref"))
+    # Anything the fused node does not take (here bfloat16) goes through the unfused ops.
+    xb = xf.bfloat16()
+    torch.testing.assert_close(_dense_layer(xb, wf, bf, "lrelu", "auto"), _dense_layer(xb, wf, bf, "lrelu", "ref"))
+
+
+@pytest.mark.parametrize("impl", cpu_kernel_impls())
+def test_second_derivative_with_ambiguous_strides(impl):
+    # One channel: channels_last strides are as valid as contiguous ones, and elementwise
+    # products of such tensors may come out in either; the kernels must not care.
+    x = torch.randn(2, 1, 4, 5, dtype=torch.float64).to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    b = torch.randn(1, dtype=torch.float64, requires_grad=True)
+
+    def penalty(name):
+        (g,) = torch.autograd.grad(bias_act(x, b, act="tanh", impl=name).sum(), x, create_graph=True)
+        return torch.autograd.grad(g.square().sum(), (x, b))
+
+    for got, want in zip(penalty(impl), penalty("ref")):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)

@@ -153,3 +153,146 @@ def test_gpu_matches_reference(impl, up, down, k, dtype):
     gw_ref, gs_ref = torch.autograd.grad(_modconv(x.double(), wr, sr, up, down, "ref").sum(), (wr, sr))
     torch.testing.assert_close(gw.double(), gw_ref, rtol=tol * 5, atol=tol * 5)
     torch.testing.assert_close(gs.double(), gs_ref, rtol=tol * 5, atol=tol * 5)
+
+
+# ------------------------------------------- modulated_conv2d_bias_act (fused epilogue, C++)
+
+from genmix.ops import _backend, bias_act  # noqa: E402
+from genmix.ops.modulated_conv2d import modulated_conv2d_bias_act, prefers_channels_last  # noqa: E402
+
+
+@pytest.fixture(params=["baseline", "avx2", "avx512"])
+def cpu_isa(request):
+    """Runs the test with the C++ kernels compiled for one instruction set (skipped where the
+    CPU lacks it), then restores the best one."""
+    ext = _backend.extension()
+    if ext.set_cpu_isa(request.param) != request.param:
+        ext.set_cpu_isa("best")
+        pytest.skip(f"this CPU has no {request.param}")
+    yield request.param
+    ext.set_cpu_isa("best")
+
+
+def _noise(kind, n, res, gen):
+    return {"none": None, "per_sample": torch.randn(n, 1, res, res, dtype=torch.float64, generator=gen),
+            "const": torch.randn(res, res, dtype=torch.float64, generator=gen),
+            "scalar": torch.randn(1, 1, 1, 1, dtype=torch.float64, generator=gen),
+            "per_channel": torch.randn(1, 5, 1, 1, dtype=torch.float64, generator=gen)}[kind]
+
+
+def _layout(x, layout):
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":  # a view with gaps: every other column of a wider tensor
+        wide = torch.zeros(*x.shape[:3], 2 * x.shape[3], dtype=x.dtype)
+        wide[..., ::2] = x
+        return wide[..., ::2]
+    return x
+
+
+def _tail_and_grads(impl, x, weight, styles, noise, bias, kw, seed=0):
+    leaves = [t.clone().requires_grad_(True) if t is not None else None for t in (x, weight, styles, noise, bias)]
+    y = modulated_conv2d_bias_act(leaves[0], leaves[1], leaves[2], noise=leaves[3], bias=leaves[4],
+                                  impl=impl, **kw)
+    probe = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(seed))
+    grads = torch.autograd.grad((y * probe).sum(), [t for t in leaves if t is not None])
+    return (y,) + grads
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("noise_kind", ["none", "per_sample", "const", "scalar", "per_channel"])
+@pytest.mark.parametrize("up, demodulate, fused", [(1, True, False), (2, True, False), (1, False, False),
+                                                   (1, True, True), (2, False, True)])
+@pytest.mark.parametrize("act, clamp", [("lrelu", None), ("lrelu", 0.5), ("linear", 0.8), ("tanh", None)])
+def test_fused_tail_matches_reference(cpu_isa, layout, noise_kind, up, demodulate, fused, act, clamp):
+    gen = torch.Generator().manual_seed(11)
+    n, i, o, res = 3, 6, 5, 5  # odd sizes everywhere
+    x = _layout(torch.randn(n, i, res, res, dtype=torch.float64, generator=gen), layout)
+    weight = torch.randn(o, i, 3, 3, dtype=torch.float64, generator=gen)
+    styles = torch.randn(n, i, dtype=torch.float64, generator=gen) + 1.0
+    bias = torch.randn(o, dtype=torch.float64, generator=gen)
+    noise = _noise(noise_kind, n, res * up, gen)
+    f = setup_filter([1, 3, 3, 1]).double() if up > 1 else None
+    kw = dict(act=act, clamp=clamp, gain=1.3, up=up, padding=1, resample_filter=f, demodulate=demodulate,
+              fused_modconv=fused, flip_weight=up == 1)
+    for got, want in zip(_tail_and_grads("cpp", x, weight, styles, noise, bias, kw),
+                         _tail_and_grads("ref", x, weight, styles, noise, bias, kw)):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_fused_tail_float32_channels_last_and_no_bias():
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(4, 16, 9, 9, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight, styles = torch.randn(32, 16, 3, 3, generator=gen), torch.randn(4, 16, generator=gen) + 1
+    noise = torch.randn(4, 1, 9, 9, generator=gen)
+    kw = dict(act="lrelu", padding=1, fused_modconv=False)
+    got = _tail_and_grads("cpp", x, weight, styles, noise, None, kw)
+    want = _tail_and_grads("ref", x, weight, styles, noise, None, kw)
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_reference_tail_is_the_two_ops():
+    x, weight, styles = _inputs(n=2, i=3, o=4, k=3, res=6)
+    noise, bias = torch.randn(2, 1, 6, 6, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    got = modulated_conv2d_bias_act(x, weight, styles, noise=noise, bias=bias, act="lrelu", clamp=0.3,
+                                    padding=1, fused_modconv=False, impl="ref")
+    want = bias_act(modulated_conv2d(x, weight, styles, noise=noise, padding=1, fused_modconv=False, impl="ref"),
+                    bias, act="lrelu", clamp=0.3, impl="ref")
+    assert torch.equal(got, want)
+
+
+def test_fused_tail_gradcheck():
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=gen)
+    styles = torch.randn(2, 3, dtype=torch.float64, generator=gen) + 1
+    noise = torch.randn(2, 1, 4, 4, dtype=torch.float64, generator=gen)
+    bias = torch.randn(4, dtype=torch.float64, generator=gen)
+    inputs = tuple(t.requires_grad_(True) for t in (x, weight, styles, noise, bias))
+
+    def fn(a, w, s, nz, b):  # tanh: smooth, so finite differences hold everywhere
+        return modulated_conv2d_bias_act(a, w, s, noise=nz, bias=b, act="tanh", padding=1,
+                                         fused_modconv=False, impl="cpp")
+
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_fused_tail_second_order_matches_reference():
+    # Path-length regularisation differentiates d|y|/d styles once more.
+    x, weight, styles = _inputs(n=2, i=2, o=3, k=3, res=4)
+    noise, bias = torch.randn(2, 1, 4, 4, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+
+    def second(impl):
+        s = styles.clone().requires_grad_(True)
+        w = weight.clone().requires_grad_(True)
+        b = bias.clone().requires_grad_(True)
+        y = modulated_conv2d_bias_act(x, w, s, noise=noise, bias=b, act="lrelu", padding=1,
+                                      fused_modconv=False, impl=impl)
+        (g,) = torch.autograd.grad(y.square().sum(), s, create_graph=True)
+        return torch.autograd.grad(g.square().sum(), (w, s, b), allow_unused=True)
+
+    for got, want in zip(second("cpp"), second("ref")):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_pointwise_and_subsampled_1x1_convolutions_match_reference():
+    gen = torch.Generator().manual_seed(14)
+    f = setup_filter([1, 3, 3, 1]).double()
+    for i, o in ((1, 6), (6, 1), (3, 4), (8, 8)):
+        x = torch.randn(2, i, 7, 6, dtype=torch.float64, generator=gen).to(memory_format=torch.channels_last)
+        w = torch.randn(o, i, 1, 1, dtype=torch.float64, generator=gen)
+        for kw in (dict(padding=(0, 0, 0, 0)), dict(f=f, down=2, padding=(1, 1, 1, 1))):
+            xs, ws = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+            got = conv2d_resample(xs, ws, impl="auto", **kw)
+            want = conv2d_resample(x, w, impl="ref", **kw)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+            assert torch.autograd.gradcheck(lambda a, b: conv2d_resample(a, b, impl="auto", **kw), (xs, ws))
+
+
+def test_channels_last_is_preferred_only_for_the_cpp_kernels():
+    assert prefers_channels_last("auto", "cpu") and prefers_channels_last("cpp", torch.device("cpu"))
+    assert not prefers_channels_last("ref", "cpu")
+    assert not prefers_channels_last("auto", "meta")

@@ -251,3 +251,33 @@ def test_large_resolutions(resolution):
     assert score.shape == (2, 1)
     score.sum().backward()
     assert all(p.grad is not None for p in g.parameters())  # D's score reaches every G weight
+
+
+def test_auto_runs_channels_last_and_matches_ref_to_the_gradients():
+    g_auto, d_auto = make_g(resolution=16, channels=3).train(), make_d(resolution=16, channels=3).train()
+    g_ref, d_ref = set_impl(copy.deepcopy(g_auto), "ref"), set_impl(copy.deepcopy(d_auto), "ref")
+    layouts = []
+    g_auto.synthesis.blocks[-1].conv1.register_forward_hook(
+        lambda module, inputs, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last)))
+    z, c = torch.randn(4, Z_DIM), soft_labels(4)
+    grads = []
+    for g, d in ((g_auto, d_auto), (g_ref, d_ref)):
+        torch.manual_seed(7)  # the same random noise inputs for both
+        img = g(z, c, noise_mode="random")
+        assert img.is_contiguous()  # callers get plain NCHW images whatever the blocks ran in
+        d(img, c).square().sum().backward()
+        grads.append({name: p.grad for name, p in list(g.named_parameters()) + list(d.named_parameters())})
+    assert layouts == [True]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_checkpoint_format_does_not_depend_on_impl():
+    g_auto, d_auto = make_g(), make_d()
+    z, c = torch.randn(2, Z_DIM), one_hot(2)
+    d_auto(g_auto(z, c), c).sum().backward()  # a step's worth of use must not change the layout
+    for model, ref in ((g_auto, set_impl(copy.deepcopy(g_auto), "ref")), (d_auto, set_impl(copy.deepcopy(d_auto), "ref"))):
+        state, state_ref = model.state_dict(), ref.state_dict()
+        assert list(state) == list(state_ref)
+        for key, value in state.items():
+            assert value.shape == state_ref[key].shape and value.is_contiguous(), key

@@ -266,3 +266,115 @@ def test_gpu_gradgradcheck(impl):
     fn = lambda t: upfirdn2d(t, f, up=2, padding=(2, 1, 2, 1), gain=4, impl=impl)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+# ------------------------------------------- C++ separable channels-last path, every ISA
+
+ISAS = ["baseline", "avx2", "avx512"]
+
+
+@pytest.fixture(params=ISAS)
+def cpu_isa(request):
+    """Runs the test with the C++ kernels compiled for one instruction set (skipped where the
+    CPU lacks it), then restores the best one."""
+    ext = _backend.extension()
+    if ext.set_cpu_isa(request.param) != request.param:
+        ext.set_cpu_isa("best")
+        pytest.skip(f"this CPU has no {request.param}")
+    yield request.param
+    ext.set_cpu_isa("best")
+
+
+def _separable_case(rng):
+    while True:
+        taps_y, taps_x = rng.randint(1, 6), rng.randint(1, 6)
+        up = (rng.randint(1, 3), rng.randint(1, 3))
+        down = (rng.randint(1, 3), rng.randint(1, 3))
+        h, w = rng.randint(1, 11), rng.randint(1, 11)
+        pad = tuple(rng.randint(-2, 4) for _ in range(4))
+        out_h = (h * up[1] + pad[2] + pad[3] - taps_y) // down[1] + 1
+        out_w = (w * up[0] + pad[0] + pad[1] - taps_x) // down[0] + 1
+        if out_h >= 1 and out_w >= 1:
+            return dict(shape=(rng.randint(1, 3), rng.choice([8, 9, 16, 17, 33]), h, w), up=up,
+                        down=down, padding=pad, taps=(taps_y, taps_x), flip=rng.random() < 0.5,
+                        gain=rng.choice([1.0, 4.0, 0.5]))
+
+
+SEP_RNG = random.Random(77)
+SEPARABLE_CASES = [
+    # StyleGAN2's: the FIR after a transposed convolution, before a strided one, the skip path.
+    dict(shape=(2, 32, 9, 9), up=(1, 1), down=(1, 1), padding=(-1, -1, -1, -1), taps=(4, 4), flip=False, gain=4.0),
+    dict(shape=(2, 16, 8, 8), up=(1, 1), down=(1, 1), padding=(2, 2, 2, 2), taps=(4, 4), flip=False, gain=1.0),
+    dict(shape=(2, 16, 8, 8), up=(1, 1), down=(2, 2), padding=(1, 1, 1, 1), taps=(4, 4), flip=False, gain=1.0),
+    dict(shape=(2, 16, 5, 7), up=(2, 2), down=(1, 1), padding=(2, 1, 2, 1), taps=(4, 4), flip=True, gain=4.0),
+] + [_separable_case(SEP_RNG) for _ in range(30)]
+
+
+def _separable_filter(case, gen):
+    fy = torch.rand(case["taps"][0], generator=gen, dtype=torch.float64) + 0.1
+    fx = torch.rand(case["taps"][1], generator=gen, dtype=torch.float64) - 0.3
+    return torch.outer(fy, fx)
+
+
+def _channels_inner(shape, dtype, layout, gen):
+    """Channels at stride 1: plain channels_last, or pixels with gaps (a slice of a wider
+    NHWC tensor, so neither the input rows nor the output are dense channels-last)."""
+    n, c, h, w = shape
+    if layout == "channels_last":
+        return torch.randn(shape, dtype=dtype, generator=gen).contiguous(memory_format=torch.channels_last)
+    wide = torch.randn(n, h, w + 3, c + 2, dtype=dtype, generator=gen)
+    return wide[:, :, 1:w + 1, 1:c + 1].permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "gapped"])
+@pytest.mark.parametrize("case", SEPARABLE_CASES, ids=lambda c: _case_id(dict(c, fshape=c["taps"])))
+def test_separable_channels_last_matches_reference(cpu_isa, case, layout):
+    gen = torch.Generator().manual_seed(3)
+    f = _separable_filter(case, gen)
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        x = _channels_inner(case["shape"], dtype, layout, gen).requires_grad_(True)
+        kw = dict(up=case["up"], down=case["down"], padding=case["padding"], flip_filter=case["flip"],
+                  gain=case["gain"])
+        y = upfirdn2d(x, f.float(), **kw, impl="cpp")
+        y_ref = upfirdn2d(x, f.float(), **kw, impl="ref")
+        torch.testing.assert_close(y, y_ref, rtol=tol, atol=tol)
+        if layout == "channels_last" and min(y.shape[1:]) > 1:
+            assert y.is_contiguous(memory_format=torch.channels_last)
+        dy = torch.randn(y.shape, dtype=dtype, generator=gen)
+        (gx,) = torch.autograd.grad(y, x, dy)
+        (gx_ref,) = torch.autograd.grad(y_ref, x, dy)
+        torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol)
+
+
+def test_non_separable_filter_on_channels_last_still_matches(cpu_isa):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 16, 7, 6, dtype=torch.float64, generator=gen).contiguous(memory_format=torch.channels_last)
+    f = torch.rand(3, 4, generator=gen)
+    f[0, 0] += 1.0  # rank 2
+    for kw in (dict(up=2, padding=(2, 1, 2, 1)), dict(down=2, padding=1), dict(padding=(1, 2, 0, 1))):
+        torch.testing.assert_close(upfirdn2d(x, f, **kw, impl="cpp"), upfirdn2d(x, f, **kw, impl="ref"),
+                                   rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kw", [dict(up=2, padding=(2, 1, 2, 1), gain=4.0), dict(down=2, padding=(1, 1, 1, 1)),
+                                dict(padding=(2, 2, 2, 2))], ids=["up", "down", "pad"])
+def test_separable_channels_last_gradcheck_and_gradgradcheck(kw):
+    x = torch.randn(1, 8, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    f = setup_filter([1, 3, 3, 1])
+
+    def fn(inp):
+        return upfirdn2d(inp, f, **kw, impl="cpp")
+
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_cpu_isa_can_be_lowered_and_restored():
+    ext = _backend.extension()
+    best = ext.build_info()["cpu_isa_supported"]
+    assert ext.set_cpu_isa("baseline") == "baseline"
+    assert ext.cpu_isa() == "baseline"
+    assert ext.set_cpu_isa("best") == best
+    with pytest.raises(ValueError, match="unknown instruction set"):
+        ext.set_cpu_isa("sse9")

@@ -16,6 +16,17 @@ void upfirdn2d(const T* x, const T* f, T* y, const Upfirdn2dParams& p);
 template <typename T>
 void bias_act(const T* x, const T* b, const T* dy, T* out, const BiasActParams& p);
 
+// See EpilogueParams. d, noise and b may be null (ones / zeros).
+template <typename T>
+void modconv_epilogue(const T* y, const T* d, const T* noise, const T* b, T* out,
+                      const EpilogueParams& p);
+
+// Backward of modconv_epilogue; every output pointer may be null when that gradient is not
+// wanted (gd and gb are then not reduced at all).
+template <typename T>
+void modconv_epilogue_backward(const T* y, const T* d, const T* noise, const T* b, const T* g,
+                               T* gy, T* gd, T* gnoise, T* gb, const EpilogueParams& p);
+
 // See DirichletParams. T is float or double; alpha and out are rows x k, row-major.
 template <typename T>
 void sample_dirichlet(const T* alpha, T* out, const DirichletParams& p);

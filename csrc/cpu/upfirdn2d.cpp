@@ -16,6 +16,10 @@
 //    whole channel vectors, so the inner loop runs over channels.
 //  * tiled (planar layout, very short output rows): a block of channels is transposed into a
 //    channels-last tile, filtered channels-last, and transposed back.
+//  * separable channels-last (C stride 1, filter of rank 1, e.g. StyleGAN2's [1, 3, 3, 1]
+//    outer product): per output row, a vertical pass over whole input rows into a zero-padded
+//    staging row, then a horizontal pass into the output row; fh + fw multiply-adds per output
+//    instead of fh * fw. Its row kernels are compiled per instruction set (isa.h).
 
 #include <algorithm>
 #include <cstdint>
@@ -28,6 +32,7 @@
 #include <omp.h>
 #endif
 
+#include "isa.h"
 #include "kernels.h"
 
 namespace genmix {
@@ -647,6 +652,164 @@ void upfirdn2d_tiled(const T* x, const T* wc, T* y, const Upfirdn2dParams& p, co
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Separable channels-last path.
+
+// Most taps per phase and axis the row kernels take (filters are a handful of taps).
+constexpr int kSepMaxTaps = 64;
+
+// Everything the row kernels need, for one call; phase tables point into the Axis objects.
+template <typename T>
+struct SepPlan {
+    const T* x = nullptr;
+    T* y = nullptr;
+    int64_t C = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+    const int64_t* in_stride = nullptr;
+    const int64_t* out_stride = nullptr;
+    int Py = 1, Sy = 1, up_y = 1, Px = 1, Sx = 1, up_x = 1;
+    const int* k0_y = nullptr;
+    const int* nt_y = nullptr;
+    const int64_t* base_y = nullptr;
+    const int* k0_x = nullptr;
+    const int* nt_x = nullptr;
+    const int64_t* base_x = nullptr;
+    const int64_t* count_x = nullptr;
+    const T* wy = nullptr;  // vertical correlation taps (fh), carrying the gain
+    const T* wx = nullptr;  // horizontal correlation taps (fw)
+    int64_t x_lo = 0, x_hi = -1;  // staged input columns (may reach outside the input)
+    int64_t cx0 = 0, cx1 = 0;     // staged columns that exist in the input: [cx0, cx1)
+};
+
+template <typename T>
+using SepFn = void (*)(const SepPlan<T>&, int64_t, int64_t, T*, T*);
+
+}  // namespace
+
+#ifdef GENMIX_MULTI_ISA
+GENMIX_ISA_BEGIN_AVX512
+namespace isa_avx512 {
+using namespace genmix::cpu;
+#include "upfirdn2d_separable.inc"
+}  // namespace isa_avx512
+GENMIX_ISA_END
+GENMIX_ISA_BEGIN_AVX2
+namespace isa_avx2 {
+using namespace genmix::cpu;
+#include "upfirdn2d_separable.inc"
+}  // namespace isa_avx2
+GENMIX_ISA_END
+#endif
+namespace isa_baseline {
+using namespace genmix::cpu;
+#include "upfirdn2d_separable.inc"
+}  // namespace isa_baseline
+
+namespace {
+
+template <typename T>
+SepFn<T> pick_separable() {
+#ifdef GENMIX_MULTI_ISA
+    switch (cpu_isa()) {
+        case kIsaAvx512: return &isa_avx512::sep_range<T>;
+        case kIsaAvx2: return &isa_avx2::sep_range<T>;
+        default: break;
+    }
+#endif
+    return &isa_baseline::sep_range<T>;
+}
+
+// wc (fh x fw) as the outer product wy * wx, when it is one to rounding; false otherwise.
+template <typename T>
+bool split_separable(const std::vector<T>& wc, int fh, int fw, std::vector<T>& wy, std::vector<T>& wx) {
+    size_t imax = 0;
+    T amax = T(0);
+    for (size_t i = 0; i < wc.size(); ++i) {
+        const T a = wc[i] < T(0) ? -wc[i] : wc[i];
+        if (a > amax) {
+            amax = a;
+            imax = i;
+        }
+    }
+    if (!(amax > T(0)) || !(amax <= std::numeric_limits<T>::max())) return false;  // zero, inf, NaN
+    const int i0 = static_cast<int>(imax) / fw, j0 = static_cast<int>(imax) % fw;
+    wy.resize(fh);
+    wx.resize(fw);
+    const T pivot = wc[imax];
+    for (int i = 0; i < fh; ++i) wy[i] = wc[i * fw + j0];
+    for (int j = 0; j < fw; ++j) wx[j] = wc[i0 * fw + j] / pivot;
+    const T tol = amax * T(16) * std::numeric_limits<T>::epsilon();
+    for (int i = 0; i < fh; ++i)
+        for (int j = 0; j < fw; ++j) {
+            const T e = wy[i] * wx[j] - wc[i * fw + j];
+            if (!((e < T(0) ? -e : e) <= tol)) return false;
+        }
+    return true;
+}
+
+// Channels-last input with a separable filter; false when the call does not qualify.
+template <typename T>
+bool upfirdn2d_separable(const T* x, const std::vector<T>& wc, T* y, const Upfirdn2dParams& p,
+                         const Axis& ax, const Axis& ay) {
+    if (ax.max_nt > kSepMaxTaps || ay.max_nt > kSepMaxTaps) return false;
+    std::vector<T> wy, wx;
+    if (!split_separable(wc, p.filter_h, p.filter_w, wy, wx)) return false;
+
+    SepPlan<T> pl;
+    pl.x = x;
+    pl.y = y;
+    pl.C = p.channels;
+    pl.in_h = p.in_h;
+    pl.in_w = p.in_w;
+    pl.out_h = p.out_h;
+    pl.out_w = p.out_w;
+    pl.in_stride = p.in_stride;
+    pl.out_stride = p.out_stride;
+    pl.Py = ay.P;
+    pl.Sy = ay.S;
+    pl.up_y = ay.up;
+    pl.Px = ax.P;
+    pl.Sx = ax.S;
+    pl.up_x = ax.up;
+    pl.k0_y = ay.k0.data();
+    pl.nt_y = ay.nt.data();
+    pl.base_y = ay.base.data();
+    pl.k0_x = ax.k0.data();
+    pl.nt_x = ax.nt.data();
+    pl.base_x = ax.base.data();
+    pl.count_x = ax.count.data();
+    pl.wy = wy.data();
+    pl.wx = wx.data();
+    pl.x_lo = ax.lo;
+    pl.x_hi = ax.hi;
+    pl.cx0 = std::max<int64_t>(ax.lo, 0);
+    pl.cx1 = std::max(pl.cx0, std::min<int64_t>(ax.hi + 1, p.in_w));
+
+    const SepFn<T> rows = pick_separable<T>();
+    const int64_t items = p.batch * p.out_h;
+    const int64_t C = p.channels;
+    const size_t vlen = static_cast<size_t>((ax.hi - ax.lo + 1) * C);
+    const bool dense_out = p.out_stride[1] == 1 && p.out_stride[3] == C;
+    const int64_t work = items * C * (p.in_w * ay.max_nt + p.out_w * ax.max_nt);
+
+#pragma omp parallel if (work > kParallelWork)
+    {
+        int nth = 1, tid = 0;
+#ifdef _OPENMP
+        nth = omp_get_num_threads();
+        tid = omp_get_thread_num();
+#endif
+        // Contiguous runs of output rows per thread: neighbouring rows share input rows.
+        const int64_t chunk = (items + nth - 1) / nth;
+        const int64_t i0 = std::min(items, tid * chunk), i1 = std::min(items, i0 + chunk);
+        if (i0 < i1) {
+            std::vector<T> v(vlen, T(0));
+            std::vector<T> o(dense_out ? 0 : static_cast<size_t>(p.out_w * C));
+            rows(pl, i0, i1, v.data(), o.data());
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 template <typename T>
@@ -669,6 +832,8 @@ void upfirdn2d(const T* x, const T* f, T* y, const Upfirdn2dParams& p) {
     const int64_t tile_px = (win.y1 - win.y0) * (win.x1 - win.x0) + p.out_h * p.out_w;
     const bool tiled = p.channels >= 8 && p.out_w <= kTiledMaxWidth &&
                        tile_px * 8 * int64_t(sizeof(T)) <= kTileBytes;
+    if (channels_last && upfirdn2d_separable(x, wc, y, p, ax, ay))
+        return;
     if (channels_last)
         upfirdn2d_channels_last(x, wc.data(), y, p, ax, ay);
     else if (tiled)

@@ -21,9 +21,9 @@ from torch import nn
 from genmix.models._checks import NOISE_MODES
 from genmix.models._checks import check_float_matrix as _check_float_matrix
 from genmix.models._checks import check_resolution as _check_resolution
-from genmix.ops import bias_act, modulated_conv2d, setup_filter, upfirdn2d
-from genmix.ops.bias_act import ACTIVATIONS
-from genmix.ops.modulated_conv2d import conv2d_resample
+from genmix.ops import bias_act, setup_filter, upfirdn2d
+from genmix.ops.bias_act import ACTIVATIONS, fully_connected
+from genmix.ops.modulated_conv2d import conv2d_resample, modulated_conv2d_bias_act, prefers_channels_last
 
 __all__ = [
     "Conv2dLayer",
@@ -116,9 +116,10 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
-        return bias_act(x.matmul(w.t()), b, dim=1, act=self.activation, impl=self.impl)
+        # bias_act(x @ (weight * weight_gain).T, bias * bias_gain), one autograd node with the
+        # C++ kernels (impl="ref" makes exactly those separate calls).
+        return fully_connected(x, self.weight, self.bias, self.weight_gain, self.bias_gain,
+                               act=self.activation, impl=self.impl)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
@@ -298,12 +299,14 @@ class SynthesisLayer(nn.Module):
                                 dtype=x.dtype) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const.to(x.dtype) * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter if self.up > 1 else None,
-                             flip_weight=self.up == 1, fused_modconv=fused_modconv, impl=self.impl)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
-                        clamp=clamp, impl=self.impl)
+        # modulated_conv2d then bias_act; with the C++ kernels the tail after the convolution
+        # runs as one pass (impl="ref" makes exactly the two separate calls).
+        return modulated_conv2d_bias_act(
+            x, self.weight, styles, noise=noise, bias=self.bias.to(x.dtype), act=self.activation,
+            gain=self.act_gain * gain, clamp=clamp, up=self.up, padding=self.padding,
+            resample_filter=self.resample_filter if self.up > 1 else None, flip_weight=self.up == 1,
+            fused_modconv=fused_modconv, impl=self.impl)
 
 
 class ToRGBLayer(nn.Module):
@@ -323,9 +326,9 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv,
-                             impl=self.impl)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, impl=self.impl)
+        return modulated_conv2d_bias_act(x, self.weight, styles, bias=self.bias.to(x.dtype),
+                                         clamp=self.conv_clamp, demodulate=False,
+                                         fused_modconv=fused_modconv, impl=self.impl)
 
 
 class SynthesisBlock(nn.Module):
@@ -368,6 +371,8 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            if prefers_channels_last(self.impl, x.device):
+                x = x.contiguous(memory_format=torch.channels_last)  # every later layer keeps it
         else:
             x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
@@ -421,7 +426,8 @@ class SynthesisNetwork(nn.Module):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-        return img
+        # Callers get the usual contiguous NCHW image whatever layout the blocks ran in.
+        return img.contiguous()
 
 
 class Generator(nn.Module):
@@ -578,6 +584,10 @@ class Discriminator(nn.Module):
             _check_float_matrix("c", c, self.c_dim, img.shape[0])
             cmap = self.mapping(None, c)
         x = None
+        if prefers_channels_last(self.impl, img.device):
+            # `to` rather than `contiguous`: with one channel both layouts are contiguous, and
+            # only explicit channels-last strides make the convolutions pick that layout.
+            img = img.to(memory_format=torch.channels_last)
         for block in self.blocks:
             x = block(x, img)
         return self.b4(x.float(), cmap)

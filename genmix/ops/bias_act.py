@@ -113,6 +113,9 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     chosen = _backend.select_impl(OP, impl, x.device, unsupported)
     if chosen == "ref":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    if chosen == "cpp":  # autograd nodes in C++: no Python in the forward bookkeeping or backward
+        return _backend.extension().bias_act_autograd(x, b, spec.code, alpha, gain,
+                                                      -1.0 if clamp is None else clamp, dim)
     config = (spec.code, alpha, gain, -1.0 if clamp is None else clamp, dim, chosen)
     return _BiasAct.apply(x, b, config)
 
@@ -131,6 +134,8 @@ def _is_dense(t: torch.Tensor) -> bool:
 
 def _dense(t: torch.Tensor) -> torch.Tensor:
     """Kernels walk flat storage; any tensor with gaps or overlaps is compacted first."""
+    if t.is_contiguous() or (t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        return t  # the common layouts, without walking the strides in Python
     return t if _is_dense(t) else t.contiguous()
 
 
@@ -191,6 +196,46 @@ class _BiasActGrad(torch.autograd.Function):
         d_dy = _kernel(x, b, ddx, ctx.config, 1) if ctx.needs_input_grad[0] else None
         d_x = None
         if ctx.needs_input_grad[1] or (b is not None and ctx.needs_input_grad[2]):
-            d_x = _kernel(x, b, ddx * dy, ctx.config, 2)
+            d_x = _kernel(x, b, _like(ddx * dy, x), ctx.config, 2)
         d_b = _sum_to_bias(d_x, ctx.config[4]) if b is not None and ctx.needs_input_grad[2] else None
         return d_dy, d_x, d_b, None
+
+
+# ------------------------------------------------------------------- dense layer + bias_act
+
+def fully_connected(x, weight, bias=None, weight_gain=1.0, bias_gain=1.0, act="linear", alpha=None,
+                    gain=None, clamp=None, impl="auto"):
+    """`bias_act(x @ (weight * weight_gain).T, bias * bias_gain, dim=1, act=act, ...)`: a dense
+    layer with equalized-learning-rate gains, as StyleGAN2's mapping and affine layers use.
+
+    `impl="ref"` makes exactly those calls. With the C++ kernels the layer is one autograd node
+    written in C++ instead of five: these layers are tiny, so the per-node overhead is most of
+    their cost.
+    """
+    check_float_tensor(OP, "x", x)
+    check_float_tensor(OP, "weight", weight, 2)
+    check_same_device(OP, "weight", weight, x)
+    fusable = (x.ndim == 2 and weight.shape[1] == x.shape[1] and impl in ("auto", "cpp")
+               and act in ACTIVATIONS and x.device.type == "cpu"
+               and x.dtype in CPU_DTYPES and _backend.unavailable_reason("cpp", x.device) is None
+               and (bias is None or (isinstance(bias, torch.Tensor) and bias.ndim == 1
+                                     and bias.shape[0] == weight.shape[0] and bias.device == x.device)))
+    if not fusable:
+        w = weight.to(x.dtype) * weight_gain
+        b = None if bias is None else bias.to(x.dtype) * bias_gain
+        return bias_act(x.matmul(w.t()), b, dim=1, act=act, alpha=alpha, gain=gain, clamp=clamp,
+                        impl=impl)
+    _backend.select_impl(OP, impl, x.device, lambda name: None)  # cpp: checked just above
+    spec = ACTIVATIONS[act]
+    alpha = float(spec.default_alpha if alpha is None else alpha)
+    gain = float(spec.default_gain if gain is None else gain)
+    if clamp is not None:
+        clamp = float(clamp)
+        if not clamp >= 0:
+            raise ValueError(f"{OP}: clamp must be >= 0 or None, got {clamp}")
+    # One autograd node in C++ (csrc/bindings.cpp, FullyConnectedFn): the product, the fused
+    # bias_act kernel, and in the backward the activation derivative, both products and the
+    # bias sum; a second derivative differentiates the unfused ops.
+    return _backend.extension().fully_connected_autograd(
+        x, weight, bias, float(weight_gain), float(bias_gain), spec.code, alpha, gain,
+        -1.0 if clamp is None else clamp)

@@ -128,14 +128,21 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
 
     kernel_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     f = f.detach().to(kernel_dtype)
+    apply = _apply_cpp if chosen == "cpp" else _Upfirdn2d.apply
     if f.ndim == 2:
-        return _Upfirdn2d.apply(x, f.contiguous(), (upx, upy, downx, downy, px0, px1, py0, py1),
-                                bool(flip_filter), float(gain), chosen)
+        return apply(x, f.contiguous(), (upx, upy, downx, downy, px0, px1, py0, py1),
+                     bool(flip_filter), float(gain), chosen)
     # Separable: a horizontal pass carrying the gain, then a vertical one.
-    x = _Upfirdn2d.apply(x, f[None, :].contiguous(), (upx, 1, downx, 1, px0, px1, 0, 0),
-                         bool(flip_filter), float(gain), chosen)
-    return _Upfirdn2d.apply(x, f[:, None].contiguous(), (1, upy, 1, downy, 0, 0, py0, py1),
-                            bool(flip_filter), 1.0, chosen)
+    x = apply(x, f[None, :].contiguous(), (upx, 1, downx, 1, px0, px1, 0, 0),
+              bool(flip_filter), float(gain), chosen)
+    return apply(x, f[:, None].contiguous(), (1, upy, 1, downy, 0, 0, py0, py1),
+                 bool(flip_filter), 1.0, chosen)
+
+
+def _apply_cpp(x, f, params, flip_filter, gain, impl):
+    # The same node as _Upfirdn2d, written in C++ (csrc/bindings.cpp, Upfirdn2dFn), so that
+    # neither its bookkeeping nor its backward runs Python.
+    return _backend.extension().upfirdn2d_autograd(x, f, list(params), flip_filter, gain)
 
 
 def upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
