@@ -145,9 +145,9 @@ def cmd_train_classifier(args) -> int:
     values = {k: getattr(args, k) for k in ("model", "mix", "alpha", "synthetic", "synth_ratio", "epochs",
                                             "batch", "optimizer", "lr", "weight_decay", "patience",
                                             "seed", "split_seed", "impl", "dropout", "label_smoothing",
-                                            "train_fraction", "max_per_class", "rare_class", "rare_fraction")
+                                            "remix_kappa", "remix_tau", "train_fraction", "max_per_class", "rare_class", "rare_fraction")
               if getattr(args, k) is not None}
-    for flag in ("synth_balance", "class_balanced", "hflip"):
+    for flag in ("synth_balance", "class_balanced", "mix_balance", "hflip"):
         if getattr(args, flag):
             values[flag] = True
     if not args.resume:  # a new run: every setting, defaults included; a resume: what was asked
@@ -225,7 +225,8 @@ def cmd_experiment(args) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     preset = args.preset or file_values.pop("preset", None) or "cpu"
     flags = dict(data=args.data, out=args.out, seeds=args.seeds, folds=args.folds, model=args.model,
-                 epochs=args.epochs, device=args.device, impl=args.impl, split_seed=args.split_seed,
+                 epochs=args.epochs, patience=args.patience, device=args.device, impl=args.impl,
+                 split_seed=args.split_seed,
                  gan_arch=args.gan_arch, gemix_labels=args.gemix_labels, **_subset_flags(args),
                  train_fractions=[float(v) for v in args.train_fractions.split(",")] if args.train_fractions else None,
                  strategies=args.strategies.split(",") if args.strategies else None)
@@ -338,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--label-smoothing", type=float)
     clf.add_argument("--patience", type=_nonneg_int, help="early stopping on val macro-F1 after N epochs (0 = off)")
     clf.add_argument("--class-balanced", action="store_true", help="sample batches class-balanced")
+    clf.add_argument("--mix-balance", action="store_true",
+                     help="mixup/genmix/gemix: class-balanced real batches and mixing partners")
+    clf.add_argument("--remix-kappa", type=float,
+                     help="mixup/genmix/gemix: Remix labels (minority label when one class is kappa times as "
+                          "common and holds under tau of the pixels; Chou et al. 2020 use 3)")
+    clf.add_argument("--remix-tau", type=float, help="Remix threshold tau (default 0.5)")
     clf.add_argument("--hflip", action="store_true", help="random horizontal flips")
     clf.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     clf.add_argument("--seed", type=_nonneg_int, help="model seed (initialisation, data order, mixing)")
@@ -379,12 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--data", help="dataset SPEC")
     exp.add_argument("--out", help="experiment directory")
     exp.add_argument("--strategies", help=f"comma-separated, from {','.join(STRATEGIES)} "
-                                          "(default none,mixup,cutmix,synth,genmix,gemix)")
+                                          "(default none,mixup,cutmix,synth,genmix,gemix); mixup, genmix and "
+                                          "gemix take +balanced (class-balanced batches and partners) and "
+                                          "+remix (Remix labels), e.g. gemix+balanced+remix")
     exp.add_argument("--folds", type=_nonneg_int, help="k-fold cross-validation over train+val (default: the data's split)")
     exp.add_argument("--seeds", type=int, help="repeats with seeds 0..N-1")
-    exp.add_argument("--preset", choices=["tiny", "cpu", "gpu"], help="default cpu")
+    exp.add_argument("--preset", choices=["tiny", "cpu", "gpu", "medmnist"],
+                     help="default cpu; medmnist: the MedMNIST v2 classifier recipe (ResNet-18, 100 epochs, "
+                          "early stopping, 5 seeds) for a GPU")
     exp.add_argument("--model", choices=CLASSIFIERS)
     exp.add_argument("--epochs", type=int)
+    exp.add_argument("--patience", type=_nonneg_int, help="early stopping on val macro-F1 after N epochs (0 = off)")
     exp.add_argument("--config", help="TOML file holding any of these settings (flags win)")
     exp.add_argument("--split-seed", type=_nonneg_int, help=SPLIT_SEED_HELP)
     _add_subset_flags(exp)

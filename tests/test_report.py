@@ -66,3 +66,21 @@ def test_report_renders_with_one_seed(tmp_path):
     report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
     assert "| genmix | 0.800 |" in report and "**" not in report.split("## Test-set results")[1].split("##")[0]
     assert "Paired differences" not in report and "no winner is declared" in report
+
+
+def test_training_length_flags_runs_still_improving_at_their_last_epoch(tmp_path):
+    from genmix.report.markdown import training_length
+
+    _write_runs(tmp_path, "none", [0.7, 0.7], [0.5, 0.5])
+    _write_runs(tmp_path, "mixup", [0.7, 0.7], [0.5, 0.5])
+    curves = {("none", 0): [0.5, 0.7, 0.6], ("none", 1): [0.5, 0.7, 0.7],   # ties keep the first epoch
+              ("mixup", 0): [0.4, 0.5, 0.6], ("mixup", 1): [0.4, 0.6, 0.5]}
+    for (strategy, seed), f1s in curves.items():
+        lines = [json.dumps(dict(step=10 * e, epoch=e, val_macro_f1=f1)) for e, f1 in enumerate(f1s, 1)]
+        (tmp_path / "runs" / strategy / f"seed{seed}" / "history.jsonl").write_text("\n".join(lines) + "\n")
+    runs = [(s, seed, None) for s in ("none", "mixup") for seed in range(2)]
+    assert training_length(tmp_path, runs) == {"none": [(2, 3), (2, 3)], "mixup": [(3, 3), (2, 3)]}
+    cfg = make_config("tiny", {}, dict(data="toy", out=str(tmp_path), strategies=["none", "mixup"], seeds=2))
+    report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+    assert "| mixup | 2.5 | 3.0 | 1 of 2 |" in report
+    assert "1 of 4 runs were still improving at their last epoch" in report

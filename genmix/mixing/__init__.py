@@ -9,20 +9,24 @@ strategies and what each needs are listed once, in `genmix.mixing.registry`.
 
 from genmix.mixing.base import BatchMixer, to_soft_labels
 from genmix.mixing.pool import SyntheticPool
-from genmix.mixing.registry import STRATEGIES, Strategy, get_strategy, make_mixer, register
+from genmix.mixing.registry import MODIFIERS, STRATEGIES, Strategy, get_strategy, make_mixer, parse_strategy, register
+from genmix.mixing.remix import Remix
 from genmix.mixing.sampler import class_balanced_sampler
 from genmix.mixing.synthetic import append_synthetic
 from genmix.models.classifiers import soft_cross_entropy
 
 __all__ = [
+    "MODIFIERS",
     "STRATEGIES",
     "BatchMixer",
+    "Remix",
     "Strategy",
     "SyntheticPool",
     "append_synthetic",
     "class_balanced_sampler",
     "get_strategy",
     "make_mixer",
+    "parse_strategy",
     "register",
     "soft_cross_entropy",
     "to_soft_labels",

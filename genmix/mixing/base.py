@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from genmix.mixing.remix import Remix
 from genmix.models.classifiers import soft_cross_entropy
 
 __all__ = ["BatchMixer", "to_soft_labels"]
@@ -105,3 +106,31 @@ def random_permutation(n: int, generator: Optional[torch.Generator], device) -> 
 def uniform(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
     """U[0, 1) samples on `device`, drawn from `generator`."""
     return torch.rand(shape, generator=generator, device=generator_device(generator), dtype=dtype).to(device)
+
+
+def balanced_index(classes: torch.Tensor, generator: Optional[torch.Generator], num_classes: int) -> torch.Tensor:
+    """One index into `classes` (n,) per sample, drawn so that every class present is chosen
+    equally often (uniform over the classes present, then uniform within the class): a rare
+    class is picked as often as a common one."""
+    classes = classes.to(torch.int64)
+    n = classes.shape[0]
+    counts = torch.bincount(classes, minlength=num_classes)
+    order = torch.argsort(classes, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    present = torch.nonzero(counts > 0).reshape(-1)
+    u = uniform((2, n), generator, classes.device, dtype=torch.float64)
+    chosen = present[(u[0] * len(present)).long().clamp_(max=len(present) - 1)]
+    within = (u[1] * counts[chosen]).long().minimum(counts[chosen] - 1)
+    return order[starts[chosen] + within]
+
+
+def check_rebalancing(balanced, remix, num_classes: int):
+    """The imbalance options of mixup / GenMix / GeMix: (bool, Remix or None), checked."""
+    if not isinstance(balanced, bool):
+        raise TypeError(f"balanced must be a bool, got {type(balanced).__name__}")
+    if remix is not None:
+        if not isinstance(remix, Remix):
+            raise TypeError(f"remix must be a genmix.mixing.Remix or None, got {type(remix).__name__}")
+        if len(remix.class_counts) != num_classes:
+            raise ValueError(f"remix: class_counts has {len(remix.class_counts)} classes, expected {num_classes}")
+    return balanced, remix

@@ -60,12 +60,18 @@ class SyntheticPool:
         return SyntheticPool(self.images.to(device), self.soft_labels.to(device))
 
     def sample_index(self, n: int, generator: Optional[torch.Generator] = None,
-                     like_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     like_labels: Optional[torch.Tensor] = None, balanced: bool = False) -> torch.Tensor:
         """n pool indices (on the pool's device): uniform, or, given labels (n,) or (n, K), each one
-        of the same class as its label (uniform over the pool where the class has no images)."""
+        of the same class as its label (uniform over the pool where the class has no images).
+        balanced=True without labels: each index's class uniform over the pool's classes, so a
+        class the pool holds few images of is drawn as often as the others."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         gen_device = generator.device if generator is not None else "cpu"
+        if balanced and like_labels is None:
+            present = torch.nonzero(self._counts > 0).reshape(-1)
+            pick = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
+            like_labels = present[(pick * len(present)).long().clamp_(max=len(present) - 1)]
         u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
         anywhere = (u * len(self)).long().clamp_(max=len(self) - 1)
         if like_labels is None:
@@ -77,20 +83,20 @@ class SyntheticPool:
         return torch.where(count > 0, matched, anywhere)
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
-               like_labels: Optional[torch.Tensor] = None):
+               like_labels: Optional[torch.Tensor] = None, balanced: bool = False):
         """A batch (images (n, C, H, W), soft labels (n, K)) drawn as in `sample_index`."""
-        index = self.sample_index(n, generator, like_labels)
+        index = self.sample_index(n, generator, like_labels, balanced)
         return self.images[index], self.soft_labels[index]
 
     def draw_like(self, x: torch.Tensor, generator: Optional[torch.Generator] = None,
-                  like_labels: Optional[torch.Tensor] = None):
+                  like_labels: Optional[torch.Tensor] = None, balanced: bool = False):
         """A synthetic batch to mix with the real batch x: (images with x's shape, dtype and
         device, float32 soft labels on x's device, pool indices)."""
         if tuple(x.shape[1:]) != tuple(self.images.shape[1:]):
             raise ValueError(f"x: the batch has images of {tuple(x.shape[1:])} but the synthetic pool holds "
                              f"{tuple(self.images.shape[1:])}; load the pool with the training resolution "
                              "and channel count")
-        index = self.sample_index(x.shape[0], generator, like_labels)
+        index = self.sample_index(x.shape[0], generator, like_labels, balanced)
         images = self.images[index].to(device=x.device, dtype=x.dtype)
         return images, self.soft_labels[index].to(x.device), index
 

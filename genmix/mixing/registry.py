@@ -8,6 +8,11 @@ one module (its BatchMixer subclass) and one `register` line below.
 `synthetic` says which synthetic set the strategy trains with: "none" (real images only),
 "onehot" (images generated from one-hot labels) or "soft" (GeMix soft-label images). `pooled`
 strategies draw from a SyntheticPool every batch; "synth" appends its set to the data instead.
+
+A strategy label may carry imbalance modifiers after "+": "mixup+balanced" (class-balanced
+partners and real batches), "gemix+remix" (Remix labels), "genmix+balanced+remix"; they apply to
+the strategies that take them (mixup, genmix, gemix), so an experiment can measure each against
+the plain rule.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from genmix.mixing.mixup import Mixup
 from genmix.mixing.pool import SyntheticPool
 from genmix.mixing.synthetic import SyntheticMixer
 
-__all__ = ["STRATEGIES", "Strategy", "get_strategy", "make_mixer", "register"]
+__all__ = ["MODIFIERS", "STRATEGIES", "Strategy", "get_strategy", "make_mixer", "parse_strategy", "register"]
 
 SYNTHETIC_SETS = ("none", "onehot", "soft")
+MODIFIERS = ("balanced", "remix")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ class Strategy:
         read from its signature so the number lives in one place."""
         param = inspect.signature(self.cls.__init__).parameters.get("alpha")
         return None if param is None else param.default
+
+    @property
+    def rebalances(self) -> bool:
+        """Whether the strategy takes the imbalance options (balanced partners, Remix labels)."""
+        return "remix" in inspect.signature(self.cls.__init__).parameters
 
     @property
     def needs_synthetic(self) -> bool:
@@ -87,6 +98,25 @@ def get_strategy(name: str) -> Strategy:
     except (KeyError, TypeError):
         raise ValueError(f"strategy: unknown mixing strategy {name!r}; choose one of "
                          f"{', '.join(_REGISTRY)}") from None
+
+
+def parse_strategy(label: str):
+    """(Strategy, modifiers) of a strategy label such as "gemix+balanced+remix"; modifiers is a
+    dict {"balanced": bool, "remix": bool}. A ValueError names an unknown strategy or modifier,
+    or a modifier the strategy does not take."""
+    if not isinstance(label, str):
+        raise ValueError(f"strategy: expected a name, got {label!r}")
+    name, *mods = label.split("+")
+    spec = get_strategy(name)
+    for mod in mods:
+        if mod not in MODIFIERS:
+            raise ValueError(f"strategy: unknown modifier {mod!r} in {label!r}; choose from {', '.join(MODIFIERS)}")
+        if not spec.rebalances:
+            rebalancing = ", ".join(s.name for s in _REGISTRY.values() if s.rebalances)
+            raise ValueError(f"strategy: {name!r} takes no modifiers ({label!r}); {mod!r} applies to {rebalancing}")
+    if len(set(mods)) != len(mods):
+        raise ValueError(f"strategy: a modifier is repeated in {label!r}")
+    return spec, {mod: mod in mods for mod in MODIFIERS}
 
 
 def make_mixer(strategy: str, num_classes: int, *, alpha: Optional[float] = None,

@@ -50,6 +50,43 @@ def run_values(out: Path, runs: list) -> dict:
     return values
 
 
+def training_length(out: Path, runs: list) -> dict:
+    """{strategy: [(best epoch, epochs run), ...]} from each run's history (the epoch of the
+    best val macro-F1, the one whose weights were tested): a run whose best epoch is its last was
+    still improving, so its recipe is too short to compare strategies fairly."""
+    lengths: dict = {}
+    for strategy, seed, fold in runs:
+        run_dir = out / "runs" / run_name(strategy, seed, fold)
+        path = next((p for p in (run_dir / "history.jsonl", run_dir / "log.jsonl") if p.is_file()), None)
+        if path is None:
+            continue
+        epochs = [json.loads(line) for line in path.read_text().splitlines() if '"val_macro_f1"' in line]
+        epochs = [e for e in epochs if "epoch" in e]
+        if epochs:
+            best = max(epochs, key=lambda e: (e["val_macro_f1"], -e["epoch"]))
+            lengths.setdefault(strategy, []).append((int(best["epoch"]), int(epochs[-1]["epoch"])))
+    return lengths
+
+
+def _training_length_section(lengths: dict) -> list:
+    if not lengths:
+        return []
+    rows = ["| Strategy | best epoch (mean) | epochs run (mean) | runs whose best epoch was the last |",
+            "|---|---:|---:|---:|"]
+    for strategy, pairs in lengths.items():
+        best, ran = zip(*pairs)
+        rows.append(f"| {strategy} | {np.mean(best):.1f} | {np.mean(ran):.1f} | "
+                    f"{sum(b == r for b, r in pairs)} of {len(pairs)} |")
+    last = sum(b == r for pairs in lengths.values() for b, r in pairs)
+    total = sum(len(pairs) for pairs in lengths.values())
+    note = (f"**{last} of {total} runs were still improving at their last epoch**: the recipe is too short "
+            "for a fair comparison (mixing strategies, being regularisers, need more epochs than none); "
+            "raise `--epochs` (with `--patience` to stop early)." if last else
+            "Every run's best epoch came before its last: the recipe is long enough.")
+    return ["Training length (the tested weights are those of the best val macro-F1 epoch):", "", *rows, "",
+            note, ""]
+
+
 def summarize_runs(out: Path, runs: list, class_names: list) -> dict:
     """{strategy: {column: stats}} from every run's metrics.json."""
     table: dict = {}
@@ -264,6 +301,9 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
                                           if cfg.gemix_labels == "code" else
                                           "the paper's: two class-biased Dirichlet vectors blended by lam ~ Beta")
         + ")" if cfg.needs_gan else f"- Preset `{cfg.preset}`",
+        *([f"- Imbalance modifiers: `+balanced` = class-balanced real batches and mixing partners; `+remix` = "
+           f"Remix labels (Chou et al. 2020; kappa 3, tau 0.5: a mix whose majority-class image holds under "
+           f"half the pixels takes the minority label)"] if any("+" in s for s in cfg.strategies) else []),
         f"- Machine: {platform.machine()}, torch {torch.__version__}, "
         + (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"),
         "",
@@ -288,6 +328,7 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
         lines += ["95% confidence intervals of the mean (t-interval over seeds/folds):", "", _ci_table(summary), ""]
     elif summary:
         lines += ["Per-run bootstrap 95% intervals are in each run's `metrics.json` (`ci95`).", ""]
+    lines += _training_length_section(training_length(out, runs))
 
     if cfg.needs_gan:
         lines += ["## Generator", ""]

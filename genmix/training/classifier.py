@@ -56,6 +56,9 @@ class ClassifierConfig(SubsetConfig):
     warmup_epochs: float = 0.0
     patience: int = 0                   # early stopping after this many epochs without progress (0: off)
     class_balanced: bool = False
+    mix_balance: bool = False           # mixup/genmix/gemix: class-balanced real batches and partners
+    remix_kappa: float | None = None    # mixup/genmix/gemix: Remix labels with this kappa (None: off)
+    remix_tau: float = 0.5
     label_smoothing: float = 0.0
     dropout: float = 0.0
     hflip: bool = False                 # random horizontal flips of real images
@@ -78,6 +81,13 @@ class ClassifierConfig(SubsetConfig):
         check_choice("mix", self.mix, STRATEGIES)
         if get_strategy(self.mix).needs_synthetic and not self.synthetic:
             raise UsageError(f"mix {self.mix!r} needs a synthetic set (--synthetic FILE.npz from genmix synthesize)")
+        if (self.mix_balance or self.remix_kappa is not None) and not get_strategy(self.mix).rebalances:
+            takes = ", ".join(name for name in STRATEGIES if get_strategy(name).rebalances)
+            raise UsageError(f"mix_balance and remix_kappa apply to {takes}, not to {self.mix!r}")
+        if self.remix_kappa is not None and not self.remix_kappa >= 1:
+            raise UsageError(f"remix_kappa must be >= 1, got {self.remix_kappa}")
+        if not 0 <= self.remix_tau <= 1:
+            raise UsageError(f"remix_tau must lie in [0, 1], got {self.remix_tau}")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.epochs < 1 or self.batch < 1:
             raise UsageError(f"epochs and batch must be >= 1, got {self.epochs} and {self.batch}")
@@ -162,7 +172,7 @@ class ClassifierTrainer(Trainer):
     """
 
     def __init__(self, cfg: ClassifierConfig, dataset, dist: gdist.DistInfo):
-        from genmix.mixing import SyntheticPool, append_synthetic, get_strategy, make_mixer
+        from genmix.mixing import Remix, SyntheticPool, append_synthetic, get_strategy, make_mixer
 
         self.cfg = cfg
         self.dist = dist
@@ -207,8 +217,14 @@ class ClassifierTrainer(Trainer):
         # another, per process, drives the mixer.
         self.order_rng = torch.Generator().manual_seed(cfg.seed)
         self.mix_rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + dist.rank + 1)
+        rebalancing = {}
+        if spec.rebalances:
+            # Remix counts the real training set: the imbalance it corrects is the data's.
+            remix = (Remix.from_labels(self.train.labels, cfg.num_classes, cfg.remix_kappa, cfg.remix_tau)
+                     if cfg.remix_kappa is not None else None)
+            rebalancing = dict(balanced=cfg.mix_balance, remix=remix)
         self.mixer = make_mixer(cfg.mix, cfg.num_classes, alpha=cfg.alpha, synthetic=pool,
-                                generator=self.mix_rng, impl=cfg.impl)
+                                generator=self.mix_rng, impl=cfg.impl, **rebalancing)
         self.state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "stale": 0}
         self.use_amp = cfg.amp and dev.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -228,7 +244,7 @@ class ClassifierTrainer(Trainer):
         return {"order": (self.order_rng, False), "mix": (self.mix_rng, True)}
 
     def _epoch_order(self):
-        if self.cfg.class_balanced:
+        if self.cfg.class_balanced or self.cfg.mix_balance:
             from genmix.mixing import class_balanced_sampler
 
             sampler = class_balanced_sampler(self.y_train.argmax(1), generator=self.order_rng)

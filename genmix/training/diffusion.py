@@ -148,16 +148,7 @@ class DiffusionTrainer(GeneratorSnapshots, Trainer):
         self.best = {"kid": None, "kimg": None}
         self._snapshot_every = max(int(cfg.snapshot_kimg * 1000), cfg.batch)
         self._next_snapshot = self._snapshot_every
-        self._kid = None
-        if val_images is not None and cfg.snapshot_kid_n:
-            from genmix.training.generator import SnapshotKID
-
-            self._kid = SnapshotKID(val_images, val_labels, cfg.snapshot_kid_n, cfg.snapshot_kid_extractor,
-                                    self.device)
-
-    @property
-    def progress(self) -> int:
-        return self.cur_nimg
+        self.init_snapshots(val_images, val_labels)
 
     def ema_module(self):
         return self.ema

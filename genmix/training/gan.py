@@ -247,16 +247,7 @@ class GANTrainer(GeneratorSnapshots, Trainer):
         self._next_snapshot = self._snapshot_every
         self.train_seconds = 0.0                 # over all resumes: what the budget counts
         self.best = {"kid": None, "kimg": None}  # the snapshot used for synthesis
-        self._kid = None
-        if val_images is not None and cfg.snapshot_kid_n:
-            from genmix.training.generator import SnapshotKID
-
-            self._kid = SnapshotKID(val_images, val_labels, cfg.snapshot_kid_n, cfg.snapshot_kid_extractor,
-                                    self.device)
-
-    @property
-    def progress(self) -> int:
-        return self.cur_nimg
+        self.init_snapshots(val_images, val_labels)
 
     def ema_module(self):
         return self.G_ema

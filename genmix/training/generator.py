@@ -174,6 +174,17 @@ class GeneratorSnapshots:
     snapshot's weights. A subclass provides `cfg`, `dist`, `cur_nimg`, `total`, `train_seconds`,
     `best`, `_kid` (a SnapshotKID or None), `ema_module()` and `sample(classes, size, seed)`."""
 
+    @property
+    def progress(self) -> int:
+        return self.cur_nimg
+
+    def init_snapshots(self, val_images, val_labels) -> None:
+        """The validation KID of the snapshots (off without validation images or snapshot_kid_n)."""
+        self._kid = None
+        if val_images is not None and self.cfg.snapshot_kid_n:
+            self._kid = SnapshotKID(val_images, val_labels, self.cfg.snapshot_kid_n, self.cfg.snapshot_kid_extractor,
+                                    self.device)
+
     def finished(self) -> bool:
         over_budget = self.cfg.budget_min is not None and self.train_seconds >= self.cfg.budget_min * 60
         return self.cur_nimg >= self.total or over_budget
