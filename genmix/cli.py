@@ -227,7 +227,8 @@ def cmd_experiment(args) -> int:
     flags = dict(data=args.data, out=args.out, seeds=args.seeds, folds=args.folds, model=args.model,
                  epochs=args.epochs, patience=args.patience, device=args.device, impl=args.impl,
                  split_seed=args.split_seed,
-                 gan_arch=args.gan_arch, gemix_labels=args.gemix_labels, **_subset_flags(args),
+                 gan_arch=args.gan_arch, gan_preset=args.gan_preset, gan_mirror=args.gan_mirror or None,
+                 gemix_labels=args.gemix_labels, **_subset_flags(args),
                  train_fractions=[float(v) for v in args.train_fractions.split(",")] if args.train_fractions else None,
                  strategies=args.strategies.split(",") if args.strategies else None)
     if flags["data"] is None and "data" not in file_values:
@@ -402,8 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subset_flags(exp)
     exp.add_argument("--train-fractions", help="a learning curve: the whole comparison at each of these training-set "
                                                "shares, e.g. 0.05,0.1,0.25,1.0")
-    exp.add_argument("--gan-arch", choices=["stylegan2", "dcgan", "diffusion"],
-                     help="generator family (default stylegan2)")
+    exp.add_argument("--gan-arch", help="generator family, or several comma-separated for a strategy x "
+                                        "generator table: stylegan2, dcgan, diffusion (default stylegan2)")
+    exp.add_argument("--gan-preset", choices=list(GAN_PRESETS),
+                     help="the generator's preset (time budget); default: the experiment preset's")
+    exp.add_argument("--gan-mirror", action="store_true",
+                     help="x-flips of the generator's training images (only where anatomy has no handedness)")
     exp.add_argument("--gemix-labels", choices=["paper", "code"], help="GeMix label rule (default code)")
     exp.add_argument("--rerun-changed", action="store_true",
                      help="replace stages whose settings changed since they ran (default: refuse)")
