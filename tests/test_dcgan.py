@@ -157,3 +157,29 @@ def test_cuda_matches_ref():
     img = g(z, c)
     assert torch.allclose(img, g_ref(z, c), atol=1e-4)
     assert torch.allclose(d(img, c), d_ref(img, c), atol=1e-4)
+
+
+def test_dcgan_runs_use_dcgans_own_adam_settings(tmp_path):
+    """StyleGAN2's lr 0.0025 / beta1 0 assume equalised-lr layers; with them the phantom DCGAN
+    diverged between 4 and 6 kimg. A DCGAN run takes DCGAN's Adam settings unless told otherwise."""
+    import json
+
+    import numpy as np
+
+    from genmix.training.generator import train_generator
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 32), ("val", 8), ("test", 8)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 16, 16), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(-1, 1)
+    np.savez(tmp_path / "d.npz", **arrays)
+    data = str(tmp_path / "d.npz")
+    train_generator(data, tmp_path / "a", arch="dcgan", preset="cpu-tiny", progress=False, max_steps=1)
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert (cfg["g_lr"], cfg["d_lr"], cfg["betas"]) == (2e-4, 2e-4, [0.5, 0.999])
+    train_generator(data, tmp_path / "b", arch="dcgan", preset="cpu-tiny", progress=False, max_steps=1,
+                    overrides=dict(g_lr=1e-3))
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["g_lr"] == 1e-3
+    train_generator(data, tmp_path / "c", arch="stylegan2", preset="cpu-tiny", progress=False, max_steps=1)
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["g_lr"] == 0.0025

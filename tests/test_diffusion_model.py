@@ -337,6 +337,33 @@ def test_trained_tiny_unet_reproduces_each_class_image():
     assert err.max() < gap / 4, (err, gap)
 
 
+def test_soft_labels_land_between_their_classes():
+    """GeMix's premise, as for the GAN: after training on dark (class 0) against bright (class 1)
+    images, a 50/50 label gives samples whose brightness (a perfect classifier's score here)
+    lies between the two classes' own, with the same noise."""
+    r = 8
+    torch.manual_seed(0)
+    unet = DiffusionUNet(r, 1, 2, model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=())
+    denoiser = EDMPrecond(unet)
+    opt = torch.optim.Adam(denoiser.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        cls = torch.randint(0, 2, (32,), generator=g)
+        images = torch.where(cls == 1, 0.6, -0.6).reshape(-1, 1, 1, 1) + 0.1 * torch.randn(32, 1, r, r, generator=g)
+        loss = edm_loss(denoiser, images, one_hot(cls, 2), generator=g).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def brightness(w):
+        labels = torch.tensor([[1 - w, w]]).repeat(16, 1)
+        return edm_sample(denoiser, labels, num_steps=10, seed=3).mean().item()
+
+    dark, middle, bright = brightness(0.0), brightness(0.5), brightness(1.0)
+    assert dark < middle < bright, (dark, middle, bright)
+    assert bright - dark > 0.6  # the classes are clearly apart: the check is not vacuous
+
+
 # ------------------------------------------------------------------------------ implementations
 
 @pytest.mark.parametrize("impl", cpu_kernel_impls())

@@ -145,6 +145,9 @@ def test_end_to_end_json_grid_and_keys(gan_run, tmp_path):
     assert {"name", "sensitivity", "real_sensitivity"} <= set(t["per_class"][0])
     assert t["n_synthetic"] == 96
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["trtr", "tstr"]
+    (pair,) = saved["soft_labels"]  # two classes: one pair, scored by the TRTR classifier
+    assert (pair["a"], pair["b"], pair["weights"]) == ("disc", "square", [0.0, 0.5, 1.0])
+    assert len(pair["score_b"]) == 3 and isinstance(pair["between"], bool)
     assert stages == [(i, 5) for i in range(1, 6)]
     # The TRTR run can be reused: scored again, it gives the same numbers.
     again = evaluate_generator(gan_run, n=40, out=tmp_path / "again.json", extractor="random", epochs=1,
@@ -199,3 +202,27 @@ def test_bad_input(gan_run, tmp_path):
     with pytest.raises(ValueError, match="model must be one of"):
         evaluate_generator(gan_run, model="nope", extractor="random")
     assert not (gan_run / "generator_eval.json").exists()
+
+
+def test_soft_label_scores_tell_a_label_following_generator_from_one_that_ignores_labels(tmp_path, monkeypatch):
+    import genmix.training.generator as generator
+    from genmix.evaluation import soft_label_scores
+    from genmix.training.classifier import train_classifier
+
+    real = toy_dataset()
+    train_classifier(real, tmp_path / "clf", dict(model="small_cnn", epochs=3, **FAST), progress=False)
+    rng = np.random.default_rng(3)
+    disc, square = (toy_images(np.full(32, k), rng).astype(np.float64) for k in (0, 1))
+
+    def blending(G, cfg, classes=None, *, soft_labels, **kw):  # pixels follow the label
+        w = soft_labels[:, 1:2, None, None]
+        return ((1 - w) * disc + w * square).round().astype(np.uint8)
+
+    monkeypatch.setattr(generator, "sample_images", blending)
+    (row,) = soft_label_scores(None, None, tmp_path / "clf", real.class_names, n=32)
+    low, mid, high = row["score_b"]
+    assert row["between"] and low < 0.2 and high > 0.8 and low < mid < high
+
+    monkeypatch.setattr(generator, "sample_images", lambda G, cfg, classes=None, *, soft_labels, **kw: disc.astype(np.uint8))
+    (row,) = soft_label_scores(None, None, tmp_path / "clf", real.class_names, n=32)
+    assert not row["between"]  # the same images whatever the label: no score moves

@@ -6,6 +6,6 @@ against the real-vs-real floor, precision/recall, and TSTR over TRTR (a classifi
 synthetic images only, tested on real ones, against the same recipe trained on real images).
 """
 
-from genmix.evaluation.generator import class_plan, evaluate_generator, tstr
+from genmix.evaluation.generator import class_plan, evaluate_generator, soft_label_scores, tstr
 
-__all__ = ["class_plan", "evaluate_generator", "tstr"]
+__all__ = ["class_plan", "evaluate_generator", "soft_label_scores", "tstr"]

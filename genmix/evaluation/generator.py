@@ -37,7 +37,7 @@ from genmix._atomic import write_text
 from genmix.data import DataError
 from genmix.errors import DataLeakError, UsageError
 
-__all__ = ["class_plan", "evaluate_generator", "tstr"]
+__all__ = ["class_plan", "evaluate_generator", "soft_label_scores", "tstr"]
 
 GRID_COLUMNS = 8        # images per half-row of the real-vs-generated grid
 DEFAULT_MAX_N = 2000    # generated images for the distances, unless the training set is smaller
@@ -285,6 +285,35 @@ def _run_tstr(real, synthetic_split, given, *, model, epochs, seed, device, work
     }
 
 
+def soft_label_scores(G, cfg, classifier_dir, class_names, *, n: int = 32, seed: int = 0, device="cpu",
+                      out_resolution=None, weights=(0.0, 0.5, 1.0)) -> list:
+    """Does the generator honour soft labels? For each pair of classes (a, b), images generated
+    from the labels (1 - w) * a + w * b (w = 0, 0.5, 1; the same seed, so only the label moves)
+    are scored by a classifier trained on real images: the mean of p(b) / (p(a) + p(b)). GeMix
+    asks the generator for images between classes; `between` says whether the halfway images
+    score between the two classes' own (the check the GenMix/GeMix pipelines rely on)."""
+    from itertools import combinations
+
+    from genmix.training.classifier import load_classifier, predict
+    from genmix.training.generator import sample_images
+
+    model, _ = load_classifier(classifier_dir, device)
+    k = len(class_names)
+    rows = []
+    for a, b in combinations(range(k), 2):
+        scores = []
+        for w in weights:
+            labels = np.zeros((n, k), dtype=np.float32)
+            labels[:, a], labels[:, b] = 1.0 - w, w
+            images = sample_images(G, cfg, soft_labels=labels, seed=seed, device=device,
+                                   out_resolution=out_resolution)
+            p = predict(model, images, device=device)[:, [a, b]]
+            scores.append(float(np.mean(p[:, 1] / np.maximum(p.sum(1), 1e-12))))
+        rows.append({"a": class_names[a], "b": class_names[b], "weights": list(weights), "score_b": scores,
+                     "between": bool(all(x < y for x, y in zip(scores, scores[1:])))})
+    return rows
+
+
 # ----------------------------------------------------------------------------- distances
 
 def _distances(real_f, fake_f, *, k: int, kid_subsets: int, seed: int, device) -> dict:
@@ -387,7 +416,8 @@ def evaluate_generator(gan_dir, data=None, *, n=None, out=None, device="cpu", ex
     kid_std, fid_floor, kid_floor, kid_floor_std, precision, recall, precision_floor,
     recall_floor, per_class: [{name, fid, kid, kid_std, precision, recall, fid_floor, kid_floor,
     precision_floor, recall_floor, n_real, n_fake, n_floor}], tstr (see `tstr`; None when
-    skipped), model, epochs, seed, notes, grid}; the returned dict also has `path`. When fewer
+    skipped), soft_labels (see `soft_label_scores`, scored by the TRTR classifier; None when TSTR is
+    skipped or TRTR was given as bare metrics), model, epochs, seed, notes, grid}; the returned dict also has `path`. When fewer
     held-out images than n fit the training class mix, the floor is at n_floor held-out
     images, and `fid_matched`/`kid_matched` give the generator's distances at that same size.
     """
@@ -468,15 +498,22 @@ def evaluate_generator(gan_dir, data=None, *, n=None, out=None, device="cpu", ex
         per_class.append(row)
     result["per_class"] = per_class
 
-    result["tstr"] = None
+    result["tstr"] = result["soft_labels"] = None
     if run_tstr:
         report(f"TSTR/TRTR: train {model} on {len(train)} synthetic images, then on the real ones")
         syn_labels = np.repeat(np.arange(num_classes), class_plan(np.ones(num_classes), len(train)))
         syn_images = sample_images(G, cfg, syn_labels, seed=seed + 1, device=device,
                                    out_resolution=dataset.resolution)
-        result["tstr"] = _run_tstr(dataset, _synthetic_split(syn_images, syn_labels, dataset), given, model=model,
-                                   epochs=int(epochs), seed=seed, device=device, work_dir=work_dir,
-                                   progress=report.bars, options=options)
+        given_dir = Path(real_metrics) if isinstance(real_metrics, (str, Path)) and Path(real_metrics).is_dir() else None
+        with tempfile.TemporaryDirectory(prefix="genmix-tstr-") as tmp:
+            root = Path(work_dir) if work_dir is not None else Path(tmp)
+            result["tstr"] = _run_tstr(dataset, _synthetic_split(syn_images, syn_labels, dataset), given,
+                                       model=model, epochs=int(epochs), seed=seed, device=device, work_dir=root,
+                                       progress=report.bars, options=options)
+            real_dir = given_dir if given is not None else root / "trtr"
+            result["soft_labels"] = (soft_label_scores(G, cfg, real_dir, names, seed=seed, device=device,
+                                                       out_resolution=dataset.resolution)
+                                     if real_dir is not None else None)
     result.update(model=model if run_tstr else None, epochs=int(epochs) if run_tstr else None, seed=seed,
                   notes=notes)
 

@@ -244,6 +244,13 @@ def _generator_section(path: Path, figs: Path, name: str = "gan") -> list:
                   + " | ".join(_num(r["real_sensitivity"]) for r in tstr["per_class"]) + " |",
                   "", f"TSTR/TRTR macro-F1 ratio: **{_num(tstr['ratio'])}** (chance macro-F1 "
                   f"{_num(tstr.get('chance_macro_f1'))}).", ""]
+    if ev.get("soft_labels"):
+        lines += ["Soft labels: images generated from (1 − w)·a + w·b, scored by the TRTR classifier as "
+                  "p(b) / (p(a) + p(b)); halfway images should score between the two classes' own:", "",
+                  "| a → b | w = 0 | w = 0.5 | w = 1 | between |", "|---|---:|---:|---:|---|"]
+        lines += [f"| {r['a']} → {r['b']} | " + " | ".join(_num(v) for v in r["score_b"])
+                  + f" | {'yes' if r['between'] else '**no**'} |" for r in ev["soft_labels"]]
+        lines += [""]
     grid = Path(ev["grid"]) if ev.get("grid") else path.with_suffix(".png")
     if _copy(grid if grid.is_absolute() else path.parent / grid, figs / f"real_vs_generated_{name}.png"):
         lines += ["Real (left) and generated (right) images, one row per class:", "",

@@ -56,8 +56,10 @@ def train_generator(data, out_dir, *, arch=None, preset=None, overrides=None, re
             overrides["lr"] = lr
         overrides.pop("arch", None)
         return train_diffusion(data, out_dir, preset=preset, overrides=overrides, resume=resume, **kw)
-    from genmix.training.gan import train_gan
+    from genmix.training.gan import DCGAN_OPTIMIZER, train_gan
 
+    if arch == "dcgan" and not (resume and (Path(out_dir) / "config.json").is_file()):
+        overrides = {**DCGAN_OPTIMIZER, **overrides}
     return train_gan(data, out_dir, preset=preset, overrides=dict(overrides, arch=arch), resume=resume, **kw)
 
 
