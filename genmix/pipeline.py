@@ -346,7 +346,8 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_cha
         bar.start("report")
         from genmix.report.markdown import write_report
 
-        path = write_report(out, cfg, dataset, _classifier_runs(cfg), timings)
+        # The report counts the training images the runs really had (a scarce-data run's subset).
+        path = write_report(out, cfg, _reduced(cfg, dataset), _classifier_runs(cfg), timings)
     finally:
         bar.close()
     return path

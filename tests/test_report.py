@@ -84,3 +84,12 @@ def test_training_length_flags_runs_still_improving_at_their_last_epoch(tmp_path
     report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
     assert "| mixup | 2.5 | 3.0 | 1 of 2 |" in report
     assert "1 of 4 runs were still improving at their last epoch" in report
+
+
+def test_a_scarce_data_run_says_so_beside_its_training_counts(tmp_path):
+    _write_runs(tmp_path, "none", [0.7], [0.5])
+    cfg = make_config("tiny", {}, dict(data="toy", out=str(tmp_path), strategies=["none"], train_fraction=0.25))
+    report = write_report(tmp_path, cfg, _dataset(), [("none", 0, None)], {}).read_text()
+    assert "- Scarce-data setting: train_fraction 0.25 (stratified, split seed 0;" in report
+    plain = make_config("tiny", {}, dict(data="toy", out=str(tmp_path), strategies=["none"]))
+    assert "Scarce-data setting" not in write_report(tmp_path, plain, _dataset(), [("none", 0, None)], {}).read_text()

@@ -298,9 +298,15 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
     if dataset.name == "phantom":
         lines += ["Data: the embedded **phantom** (procedural CT-like liver lesion patches), not patient data.", ""]
     counts = {split: dataset.counts(split).tolist() for split in dataset.splits}
+    subset = {k: getattr(cfg, k) for k in ("train_fraction", "max_per_class", "rare_class", "rare_fraction")
+              if getattr(cfg, k, None) is not None}
     lines += [
         f"- Data `{cfg.data}`: {dataset.resolution[0]}x{dataset.resolution[1]} px, {dataset.channels} channel(s), "
         f"classes {', '.join(names)}; per-class counts " + "; ".join(f"{k} {v}" for k, v in counts.items()),
+        *([f"- Scarce-data setting: " + ", ".join(f"{k} {v}" for k, v in subset.items())
+           + f" (stratified, split seed {cfg.split_seed}; the generator and every classifier train on "
+             f"the same reduced set, whose counts are the train counts above; val and test untouched)"]
+          if subset else []),
         f"- Classifier `{cfg.model}`, {cfg.epochs} epochs, batch {cfg.batch}; "
         f"{cfg.seeds} seed(s)" + (f", {cfg.folds}-fold cross-validation" if cfg.folds else ", the data's own split"),
         f"- Preset `{cfg.preset}`; generator `{cfg.gan_arch}` ({cfg.gan_preset}); GeMix soft labels by the "
