@@ -226,3 +226,17 @@ def test_soft_label_scores_tell_a_label_following_generator_from_one_that_ignore
     monkeypatch.setattr(generator, "sample_images", lambda G, cfg, classes=None, *, soft_labels, **kw: disc.astype(np.uint8))
     (row,) = soft_label_scores(None, None, tmp_path / "clf", real.class_names, n=32)
     assert not row["between"]  # the same images whatever the label: no score moves
+
+
+def test_a_generator_of_a_scarce_subset_is_judged_against_that_subset(data_npz, tmp_path):
+    """TRTR must train on the real images the generator had, never more: a SPEC is reduced with
+    the generator run's own subset settings."""
+    from genmix.training.gan import train_gan
+
+    gan = tmp_path / "gan"
+    train_gan(data_npz, gan, preset="cpu-tiny", progress=False,
+              overrides=dict(resolution=RES, batch=8, kimg=0.016, snapshot_kimg=0.016, train_fraction=0.5))
+    result = evaluate_generator(gan, n=20, out=tmp_path / "e.json", extractor="random", epochs=1,
+                                classifier_options=FAST, kid_subsets=5)
+    assert result["tstr"]["n_real_train"] == 48 and result["n_real"] == 20  # half of the 96 training images
+    assert any("reduced training set" in note for note in result["notes"])

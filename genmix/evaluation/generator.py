@@ -26,6 +26,7 @@ that plugs in there is evaluated the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from genmix._atomic import write_text
-from genmix.data import DataError
+from genmix.data import DataError, MedicalDataset
 from genmix.errors import DataLeakError, UsageError
 
 __all__ = ["class_plan", "evaluate_generator", "soft_label_scores", "tstr"]
@@ -343,7 +344,12 @@ def _load_data(data, cfg, split_seed):
         return data, data.name, None
     if isinstance(data, (str, Path)):
         seed = cfg.split_seed if split_seed is None else _check_int("split_seed", split_seed, 0)
-        return load_dataset(str(data), seed=seed), str(data), seed
+        dataset = load_dataset(str(data), seed=seed)
+        # A generator trained on a scarce subset is judged against that subset: TRTR gets the
+        # real images the generator had, never more, and the distances use them as reference.
+        if getattr(cfg, "subset", None):
+            dataset = dataclasses.replace(cfg, split_seed=seed).reduce(dataset)
+        return dataset, str(data), seed
     raise TypeError(f"data must be a SPEC string or a MedicalDataset, got {type(data).__name__}")
 
 
@@ -444,6 +450,9 @@ def evaluate_generator(gan_dir, data=None, *, n=None, out=None, device="cpu", ex
     G, cfg = load_generator(gan_dir, device)
     dataset, data_name, split_seed = _load_data(data, cfg, split_seed)
     notes = _check_match(dataset, cfg, gan_dir)
+    if getattr(cfg, "subset", None) and not isinstance(data, MedicalDataset):
+        notes.append(f"the generator trained on a reduced training set ({cfg.subset}); the distances and TRTR "
+                     f"use the same subset")
     given = _given_real_metrics(real_metrics, dataset, device) if run_tstr and real_metrics is not None else None
     names = list(dataset.class_names)
     num_classes = dataset.num_classes
