@@ -145,7 +145,8 @@ def cmd_train_classifier(args) -> int:
     values = {k: getattr(args, k) for k in ("model", "mix", "alpha", "synthetic", "synth_ratio", "epochs",
                                             "batch", "optimizer", "lr", "weight_decay", "patience",
                                             "seed", "split_seed", "impl", "dropout", "label_smoothing",
-                                            "remix_kappa", "remix_tau", "train_fraction", "max_per_class", "rare_class", "rare_fraction")
+                                            "remix_kappa", "remix_tau", "train_fraction", "max_per_class",
+                                            "rare_class", "rare_fraction")
               if getattr(args, k) is not None}
     for flag in ("synth_balance", "class_balanced", "mix_balance", "hflip"):
         if getattr(args, flag):

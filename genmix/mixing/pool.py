@@ -41,6 +41,7 @@ class SyntheticPool:
         self._order = torch.argsort(self.classes, stable=True)
         self._counts = torch.bincount(self.classes, minlength=self.num_classes)
         self._starts = torch.cumsum(self._counts, 0) - self._counts
+        self._present = torch.nonzero(self._counts > 0).reshape(-1)  # classes a balanced draw picks from
 
     @property
     def num_classes(self) -> int:
@@ -69,7 +70,7 @@ class SyntheticPool:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         gen_device = generator.device if generator is not None else "cpu"
         if balanced and like_labels is None:
-            present = torch.nonzero(self._counts > 0).reshape(-1)
+            present = self._present
             pick = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
             like_labels = present[(pick * len(present)).long().clamp_(max=len(present) - 1)]
         u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
