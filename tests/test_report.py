@@ -93,3 +93,25 @@ def test_a_scarce_data_run_says_so_beside_its_training_counts(tmp_path):
     assert "- Scarce-data setting: train_fraction 0.25 (stratified, split seed 0;" in report
     plain = make_config("tiny", {}, dict(data="toy", out=str(tmp_path), strategies=["none"]))
     assert "Scarce-data setting" not in write_report(tmp_path, plain, _dataset(), [("none", 0, None)], {}).read_text()
+
+
+def _record_host(run_dir, **host):
+    run_dir.joinpath("run.json").write_text(json.dumps({"kind": "classifier", "starts": [{"host": host}]}))
+
+
+def test_the_machine_line_names_where_the_runs_ran_not_where_the_report_is_rendered(tmp_path):
+    _write_runs(tmp_path, "none", [0.7, 0.72], [0.5, 0.5])
+    runs = [("none", 0, None), ("none", 1, None)]
+    cfg = make_config("tiny", {}, dict(data="toy", out=str(tmp_path), strategies=["none"], seeds=2))
+    assert "- Machine: not recorded by these runs" in write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+    cpu = dict(device="Some CPU", capability="AVX2", threads=2, torch="2.13.0+cpu")
+    for seed in (0, 1):
+        _record_host(tmp_path / "runs" / "none" / f"seed{seed}", **cpu)
+    report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+    assert "- Machine: Some CPU (AVX2, 2 thread(s)), torch 2.13.0+cpu\n" in report
+    # A rerun of one seed elsewhere: both machines are named, and the report says what that means.
+    _record_host(tmp_path / "runs" / "none" / "seed1", **dict(cpu, device="Other CPU", capability="AVX512"))
+    report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+    assert "- Machines (the runs' starts ran on several, so same-seed runs are not bit-comparable" in report
+    assert "Some CPU (AVX2, 2 thread(s)), torch 2.13.0+cpu: 1 start(s)" in report
+    assert "Other CPU (AVX512, 2 thread(s)), torch 2.13.0+cpu: 1 start(s)" in report

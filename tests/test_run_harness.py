@@ -106,6 +106,11 @@ def test_resume_refuses_changed_settings_and_says_what_it_resumed(train_only_npz
     assert state["cur_nimg"] == 48
     info = json.loads((out / "run.json").read_text())
     assert info["complete"] and [s["resumed_from"] for s in info["starts"]] == [None, "ckpt-000000016"]
+    # Every start says what it ran on: results are bit-comparable only on the same processor,
+    # thread count and torch build.
+    host = info["starts"][-1]["host"]
+    assert host["torch"] == torch.__version__ and host["threads"] == torch.get_num_threads()
+    assert host["capability"] == torch.backends.cpu.get_cpu_capability() and host["device"]
     with pytest.raises(FileExistsError, match="--resume"):
         _train_gan(train_only_npz, out)
 

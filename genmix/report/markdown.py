@@ -211,6 +211,30 @@ def _backends_used(run_dirs) -> str:
     return "\n".join(rows)
 
 
+def _machines_line(run_dirs) -> str:
+    """Where the runs ran, from what each start recorded (run.json), not where the report is
+    rendered: floating-point results depend on the processor, the thread count and the torch
+    build, so runs from several machines are named as such."""
+    hosts: dict = {}
+    for run_dir in run_dirs:
+        try:
+            starts = json.loads((Path(run_dir) / "run.json").read_text()).get("starts") or []
+        except (FileNotFoundError, ValueError):
+            continue
+        for start in starts:
+            host = start.get("host")
+            if host:
+                key = (f"{host.get('device')} ({host.get('capability')}, {host.get('threads')} thread(s))"
+                       if host.get("capability") else f"GPU {host.get('device')}") + f", torch {host.get('torch')}"
+                hosts[key] = hosts.get(key, 0) + 1
+    if not hosts:
+        return "- Machine: not recorded by these runs"
+    if len(hosts) == 1:
+        return f"- Machine: {next(iter(hosts))}"
+    return ("- Machines (the runs' starts ran on several, so same-seed runs are not bit-comparable across them): "
+            + "; ".join(f"{key}: {n} start(s)" for key, n in hosts.items()))
+
+
 def _num(value, fmt=".3f") -> str:
     return "n/a" if value is None else format(value, fmt)
 
@@ -277,10 +301,6 @@ def _copy(src: Path, dst: Path) -> bool:
 
 def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
     """Write OUT/report.md (and copy the figures it shows next to it); return its path."""
-    import platform
-
-    import torch
-
     out = Path(out)
     names = list(dataset.class_names)
     summary = summarize_runs(out, runs, names)
@@ -317,8 +337,7 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
         *([f"- Imbalance modifiers: `+balanced` = class-balanced real batches and mixing partners; `+remix` = "
            f"Remix labels (Chou et al. 2020; kappa 3, tau 0.5: a mix whose majority-class image holds under "
            f"half the pixels takes the minority label)"] if any("+" in s for s in cfg.strategies) else []),
-        f"- Machine: {platform.machine()}, torch {torch.__version__}, "
-        + (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"),
+        _machines_line([out / "runs" / run_name(*r) for r in runs] + sorted(out.glob("gan*"))),
         "",
         "## Test-set results",
         "",

@@ -34,11 +34,39 @@ from genmix.training import distributed as gdist
 from genmix.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from genmix.training.config import RunConfig
 
-__all__ = ["Run", "StatsAccumulator", "Trainer", "distributed", "run_status"]
+__all__ = ["Run", "StatsAccumulator", "Trainer", "distributed", "host_record", "run_status"]
 
 CONFIG = "config.json"
 RUN_INFO = "run.json"
 LOG = "log.jsonl"
+
+
+def host_record(device: torch.device) -> dict:
+    """What a start ran on. Floating-point results depend on the processor (its kernels' vector
+    width and reduction order), the thread count and the torch build, so a rerun on another
+    machine is not bit-identical; recording them lets a report say which runs it compares."""
+    import platform
+
+    record = dict(torch=torch.__version__, threads=torch.get_num_threads())
+    if device.type == "cuda":
+        record["device"] = torch.cuda.get_device_name(device)
+    else:
+        record["device"] = _cpu_model() or platform.machine() or "unknown CPU"
+        record["capability"] = torch.backends.cpu.get_cpu_capability()
+    return record
+
+
+def _cpu_model() -> Optional[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or None
 
 
 class Trainer:
@@ -220,7 +248,7 @@ class Run:
         """Load the newest checkpoint into `trainer` (on --resume); say what was resumed."""
         ckpt = latest_checkpoint(self.ckpt_dir) if self.resume else None
         start = dict(time=time.strftime("%Y-%m-%dT%H:%M:%S"), world_size=self.dist.world_size,
-                     resumed_from=None, at=0)
+                     resumed_from=None, at=0, host=host_record(self.dist.device))
         if ckpt is not None:
             state = load_checkpoint(ckpt, map_location="cpu")
             trainer.load_state_dict(state["trainer"])
