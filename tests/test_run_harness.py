@@ -302,3 +302,22 @@ def test_bad_subset_values_are_usage_errors(train_only_npz, tmp_path, capsys, fl
                  "small_cnn", "--epochs", "1", "--no-progress", *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and word in err
+
+
+def test_a_rerun_on_the_same_host_is_bit_identical(train_only_npz, tmp_path):
+    """Same settings, seed, processor, thread count and torch build: the same weights. (Another
+    thread count changes the reduction order, so results then differ in the last bits and drift
+    apart over training; that is why every start records its host.)"""
+    from safetensors.torch import load_file
+
+    from genmix.training.classifier import ClassifierConfig, train_classifier
+
+    cfg = ClassifierConfig(model="small_cnn", epochs=2, batch=16, seed=5)
+    weights = []
+    for name in ("a", "b"):
+        train_classifier(train_only_npz, tmp_path / name, cfg, progress=False)
+        weights.append(load_file(tmp_path / name / "best.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    hosts = [json.loads((tmp_path / n / "run.json").read_text())["starts"][0]["host"] for n in ("a", "b")]
+    assert hosts[0] == hosts[1]
