@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from genmix.mixing.class_index import ClassIndex
 from genmix.mixing.remix import Remix
 from genmix.models.classifiers import soft_cross_entropy
 
@@ -112,16 +113,9 @@ def balanced_index(classes: torch.Tensor, generator: Optional[torch.Generator], 
     """One index into `classes` (n,) per sample, drawn so that every class present is chosen
     equally often (uniform over the classes present, then uniform within the class): a rare
     class is picked as often as a common one."""
-    classes = classes.to(torch.int64)
-    n = classes.shape[0]
-    counts = torch.bincount(classes, minlength=num_classes)
-    order = torch.argsort(classes, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
-    present = torch.nonzero(counts > 0).reshape(-1)
-    u = uniform((2, n), generator, classes.device, dtype=torch.float64)
-    chosen = present[(u[0] * len(present)).long().clamp_(max=len(present) - 1)]
-    within = (u[1] * counts[chosen]).long().minimum(counts[chosen] - 1)
-    return order[starts[chosen] + within]
+    index = ClassIndex(classes, num_classes)
+    u = uniform((2, classes.shape[0]), generator, classes.device, dtype=torch.float64)
+    return index.pick_within(index.pick_class(u[0]), u[1])
 
 
 def check_rebalancing(balanced, remix, num_classes: int):

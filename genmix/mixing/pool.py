@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genmix.mixing.class_index import ClassIndex
+
 __all__ = ["SyntheticPool"]
 
 
@@ -36,12 +38,7 @@ class SyntheticPool:
         self.images = images
         self.soft_labels = soft_labels.to(device=images.device, dtype=torch.float32)
         self.classes = self.soft_labels.argmax(dim=1)
-        # Pool indices sorted by class, with each class's count and start: a class-matched draw
-        # is then one uniform number per sample.
-        self._order = torch.argsort(self.classes, stable=True)
-        self._counts = torch.bincount(self.classes, minlength=self.num_classes)
-        self._starts = torch.cumsum(self._counts, 0) - self._counts
-        self._present = torch.nonzero(self._counts > 0).reshape(-1)  # classes a balanced draw picks from
+        self._by_class = ClassIndex(self.classes, self.num_classes)
 
     @property
     def num_classes(self) -> int:
@@ -70,18 +67,14 @@ class SyntheticPool:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         gen_device = generator.device if generator is not None else "cpu"
         if balanced and like_labels is None:
-            present = self._present
             pick = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
-            like_labels = present[(pick * len(present)).long().clamp_(max=len(present) - 1)]
+            like_labels = self._by_class.pick_class(pick)
         u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
         anywhere = (u * len(self)).long().clamp_(max=len(self) - 1)
         if like_labels is None:
             return anywhere
         wanted = self._classes_of(like_labels, n)
-        count = self._counts[wanted]
-        within = (u * count).long().clamp_(min=0).minimum((count - 1).clamp(min=0))
-        matched = self._order[(self._starts[wanted] + within).clamp_(max=len(self) - 1)]
-        return torch.where(count > 0, matched, anywhere)
+        return torch.where(self._by_class.counts[wanted] > 0, self._by_class.pick_within(wanted, u), anywhere)
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
                like_labels: Optional[torch.Tensor] = None, balanced: bool = False):
