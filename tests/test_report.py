@@ -115,3 +115,7 @@ def test_the_machine_line_names_where_the_runs_ran_not_where_the_report_is_rende
     assert "- Machines (the runs' starts ran on several, so same-seed runs are not bit-comparable" in report
     assert "Some CPU (AVX2, 2 thread(s)), torch 2.13.0+cpu: 1 start(s)" in report
     assert "Other CPU (AVX512, 2 thread(s)), torch 2.13.0+cpu: 1 start(s)" in report
+    # A start from before hosts were recorded is counted, not silently folded into the others.
+    tmp_path.joinpath("runs", "none", "seed1", "run.json").write_text(json.dumps({"starts": [{"at": 0}]}))
+    report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+    assert "- Machine: Some CPU (AVX2, 2 thread(s)), torch 2.13.0+cpu; 1 start(s) did not record theirs\n" in report

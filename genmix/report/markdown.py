@@ -216,6 +216,7 @@ def _machines_line(run_dirs) -> str:
     rendered: floating-point results depend on the processor, the thread count and the torch
     build, so runs from several machines are named as such."""
     hosts: dict = {}
+    unrecorded = 0
     for run_dir in run_dirs:
         try:
             starts = json.loads((Path(run_dir) / "run.json").read_text()).get("starts") or []
@@ -223,16 +224,19 @@ def _machines_line(run_dirs) -> str:
             continue
         for start in starts:
             host = start.get("host")
-            if host:
-                key = (f"{host.get('device')} ({host.get('capability')}, {host.get('threads')} thread(s))"
-                       if host.get("capability") else f"GPU {host.get('device')}") + f", torch {host.get('torch')}"
-                hosts[key] = hosts.get(key, 0) + 1
+            if not host:
+                unrecorded += 1
+                continue
+            key = (f"{host.get('device')} ({host.get('capability')}, {host.get('threads')} thread(s))"
+                   if host.get("capability") else f"GPU {host.get('device')}") + f", torch {host.get('torch')}"
+            hosts[key] = hosts.get(key, 0) + 1
+    missing = f"; {unrecorded} start(s) did not record theirs" if unrecorded else ""
     if not hosts:
         return "- Machine: not recorded by these runs"
     if len(hosts) == 1:
-        return f"- Machine: {next(iter(hosts))}"
+        return f"- Machine: {next(iter(hosts))}{missing}"
     return ("- Machines (the runs' starts ran on several, so same-seed runs are not bit-comparable across them): "
-            + "; ".join(f"{key}: {n} start(s)" for key, n in hosts.items()))
+            + "; ".join(f"{key}: {n} start(s)" for key, n in hosts.items()) + missing)
 
 
 def _num(value, fmt=".3f") -> str:
