@@ -326,8 +326,6 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_cha
         shutil.rmtree(st.dir)
     out.mkdir(parents=True, exist_ok=True)
     _save_json(out / "experiment.json", cfg.to_dict())
-    timings = _load_json(out / "timings.json", {})
-    timings = {st.name: timings[st.name] for st in stages if st.name in timings}
     log(dataset.summary())
 
     bar = _Progress([st.name for st in stages] + ["report"], progress)
@@ -341,12 +339,13 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_cha
             st.mark_started()
             st.run(st)
             st.mark_done()
-            timings[st.name] = round(time.perf_counter() - t0, 1)
-            _save_json(out / "timings.json", timings)
+            _record_timing(out, st.name, round(time.perf_counter() - t0, 1))
         bar.start("report")
         from genmix.report.markdown import write_report
 
         # The report counts the training images the runs really had (a scarce-data run's subset).
+        timings = _load_json(out / "timings.json", {})
+        timings = {st.name: timings[st.name] for st in stages if st.name in timings}
         path = write_report(out, cfg, _reduced(cfg, dataset), _classifier_runs(cfg), timings)
     finally:
         bar.close()
@@ -384,6 +383,15 @@ def _save_json(path: Path, data) -> None:
     from genmix._atomic import write_text
 
     write_text(path, json.dumps(data, indent=2))
+
+
+def _record_timing(out: Path, name: str, seconds: float) -> None:
+    """Add one stage's time to OUT/timings.json, keeping every other entry: two processes may
+    share an experiment (each with its own strategies; stage markers keep them apart), and
+    neither may drop the other's timings."""
+    timings = _load_json(out / "timings.json", {})
+    timings[name] = seconds
+    _save_json(out / "timings.json", timings)
 
 
 def _stage_gan(cfg: ExperimentConfig, data, gan_dir: Path, arch: str, bar):

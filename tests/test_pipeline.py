@@ -81,6 +81,22 @@ def test_experiment_resumes_after_an_interrupted_stage(tmp_path, monkeypatch):
     assert (tmp_path / "gan/stage.json").stat().st_mtime_ns == gan_done  # the generator's settings held
 
 
+def test_two_processes_with_their_own_strategies_share_an_experiment(tmp_path):
+    """Experiments split across processes (disjoint strategies, one OUT) keep every stage's
+    timing, and a last run over all strategies only renders the report."""
+    def cfg(strategies):
+        return make_config("tiny", {}, dict(data="phantom", out=str(tmp_path), strategies=strategies, fid=False))
+
+    run_experiment(cfg(["none"]), progress=False, log=lambda _: None)
+    run_experiment(cfg(["mixup"]), progress=False, log=lambda _: None)
+    stamps = {s: (tmp_path / f"runs/{s}/seed0/metrics.json").stat().st_mtime_ns for s in ("none", "mixup")}
+    assert set(json.loads((tmp_path / "timings.json").read_text())) == {"none/seed0", "mixup/seed0"}
+    report = run_experiment(cfg(["none", "mixup"]), progress=False, log=lambda _: None).read_text()
+    assert {s: (tmp_path / f"runs/{s}/seed0/metrics.json").stat().st_mtime_ns for s in stamps} == stamps
+    timings = report.split("## Timings")[1]
+    assert "| none/seed0 |" in timings and "| mixup/seed0 |" in timings
+
+
 def test_toml_config_and_precedence(tmp_path):
     path = tmp_path / "exp.toml"
     path.write_text('data = "phantom"\nout = "x"\nstrategies = ["none", "mixup"]\nseeds = 2\nepochs = 3\n')
