@@ -26,8 +26,7 @@ from genmix.errors import UsageError
 from genmix.training import distributed as gdist
 from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
 from genmix.training.config import SubsetConfig
-from genmix.training.gan import BEST_WEIGHTS, NonFiniteLossError
-from genmix.training.generator import GeneratorSnapshots
+from genmix.training.generator_base import BEST_WEIGHTS, GeneratorSnapshots, NonFiniteLossError, fit_generator
 from genmix.training.run import Run, Trainer, check_choice
 
 __all__ = ["DIFFUSION_PRESETS", "DiffusionConfig", "DiffusionTrainer", "load_denoiser", "sample_diffusion",
@@ -268,8 +267,6 @@ def train_diffusion(data, out_dir, *, preset="cpu", overrides=None, resume=False
                     max_steps=None, callback=None, log=None):
     """Train (or resume) a diffusion run in `out_dir`; returns the newest checkpoint's path.
     The same contract as `genmix.training.gan.train_gan`."""
-    from genmix.training.generator import fit_generator
-
     return fit_generator(data, out_dir, kind="diffusion", config_cls=DiffusionConfig, presets=DIFFUSION_PRESETS,
                          trainer_cls=DiffusionTrainer, preset=preset, overrides=overrides, resume=resume,
                          device=device, progress=progress, max_steps=max_steps, callback=callback, log=log)

@@ -23,21 +23,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genmix.errors import UsageError, UserRunError
+from genmix.errors import UsageError
 from genmix.training import distributed as gdist
 from genmix.training.checkpoint import latest_checkpoint, load_checkpoint
 from genmix.training.config import SubsetConfig
-from genmix.training.generator import GeneratorSnapshots
+from genmix.training.generator_base import (BEST_WEIGHTS, GeneratorSnapshots, NonFiniteLossError, fit_generator,
+                                            gan_resolution, prepare_images, save_generator_weights)
 from genmix.training.run import Run, Trainer, check_choice
 
-__all__ = ["GANConfig", "GANTrainer", "NonFiniteLossError", "PRESETS", "build_networks",
-           "gan_resolution", "load_generator", "prepare_images", "train_gan"]
+# BEST_WEIGHTS, NonFiniteLossError, gan_resolution, prepare_images and save_generator_weights live in
+# genmix.training.generator_base (the diffusion family shares them) and are importable from here too.
+__all__ = ["BEST_WEIGHTS", "GANConfig", "GANTrainer", "NonFiniteLossError", "PRESETS", "build_networks",
+           "gan_resolution", "load_generator", "prepare_images", "save_generator_weights", "train_gan"]
 
 ARCHS = ("stylegan2", "dcgan")
-
-
-class NonFiniteLossError(UserRunError):
-    """A loss became NaN/inf; training stops and the last good checkpoint is kept."""
 
 
 @dataclass
@@ -144,23 +143,6 @@ PRESETS = {
 # steps ~10x too large with it: on the phantom the `cpu` preset diverged between 4 and 6 kimg
 # (D(real) 6122, R1 penalty 1.7e7). Explicit settings still win.
 DCGAN_OPTIMIZER = dict(g_lr=2e-4, d_lr=2e-4, betas=[0.5, 0.999])
-
-
-def gan_resolution(height: int, width: int) -> int:
-    """Smallest power of two >= the image size (at least 32): 28x28 MedMNIST trains at 32,
-    the 64x64 phantom at 64 (never trained small and upsampled)."""
-    return max(32, 1 << (max(height, width) - 1).bit_length())
-
-
-def prepare_images(images_nhwc: np.ndarray, resolution: int, *, mirror: bool = False) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [-1, 1] at the GAN's square resolution; with `mirror` the set
-    is doubled by x-flips (StyleGAN2-ADA's --mirror)."""
-    from genmix.data import images_to_tensor, resize_images
-
-    if images_nhwc.shape[1:3] != (resolution, resolution):
-        images_nhwc = resize_images(images_nhwc, resolution)
-    x = images_to_tensor(images_nhwc)
-    return torch.cat([x, x.flip(3)]) if mirror else x
 
 
 def build_networks(cfg: GANConfig):
@@ -491,18 +473,6 @@ def sample_images(G, cfg: GANConfig, classes=None, *, soft_labels=None, seed=0, 
 
 # ---------------------------------------------------------------------------- run management
 
-BEST_WEIGHTS = "best_generator.safetensors"
-
-
-def save_generator_weights(G, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from genmix._atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}, str(tmp))
-
-
 def load_generator(run_dir, device="cpu", *, ema=True, which="best"):
     """(G, cfg) of a run, in eval mode: the G_ema of the snapshot with the lowest validation
     KID (`which="best"`, when the run kept one) or of the newest checkpoint ("latest")."""
@@ -535,8 +505,6 @@ def train_gan(data, out_dir, *, preset: str | None = "cpu-tiny", overrides: dict
     after that many iterations (tests, interruption drills); the run stays resumable.
     `callback(images_seen, images_total)` is called after every step.
     """
-    from genmix.training.generator import fit_generator
-
     return fit_generator(data, out_dir, kind="GAN", config_cls=GANConfig, presets=PRESETS, trainer_cls=GANTrainer,
                          preset=preset, overrides=overrides, resume=resume, device=device, progress=progress,
                          max_steps=max_steps, callback=callback, log=log)

@@ -2,6 +2,10 @@
 
 Synthesis, FID, generator evaluation and the pipeline only ever call `load_generator` and
 `sample_images`, so a new generator family plugs in here and nowhere else.
+
+This face imports the families (genmix.training.gan, genmix.training.diffusion); what the
+families share (`fit_generator`, `GeneratorSnapshots`, `SnapshotKID`) lives below them in
+genmix.training.generator_base and is re-exported here, so nothing imports back up.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
+from genmix.training.generator_base import GeneratorSnapshots, SnapshotKID, fit_generator
 
 __all__ = ["ARCHS", "GeneratorSnapshots", "SnapshotKID", "fit_generator", "load_generator", "sample_images",
            "train_generator"]
@@ -91,126 +95,3 @@ def sample_images(G, cfg, classes=None, *, soft_labels=None, seed=0, psi=1.0, ba
 
     return sample_gan(G, cfg, classes, soft_labels=soft_labels, seed=seed, psi=psi, batch=batch,
                       device=device, out_resolution=out_resolution, latents=latents)
-
-
-class SnapshotKID:
-    """KID of a generator against validation images (never test), at every snapshot: a cheap
-    number that picks the snapshot to synthesise from. Generated labels follow the validation
-    images' class frequencies; the real features are computed once."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, n: int, extractor: str, device):
-        pick = np.random.default_rng(0).permutation(len(images))[:min(n, len(images))]
-        self.images, self.labels = images[pick], labels[pick]
-        self.extractor_name, self.device = extractor, device
-        self._real = None
-
-    def __call__(self, sample) -> float:
-        """`sample(class_indices, out_resolution)` -> uint8 NHWC generated images."""
-        from genmix.metrics.fid import get_extractor, kernel_inception_distance
-
-        extractor = get_extractor(self.extractor_name, device=self.device)
-        if self._real is None:
-            self._real = extractor(self.images)
-        fake = sample(self.labels, tuple(self.images.shape[1:3]))
-        kid, _ = kernel_inception_distance(self._real, extractor(fake), num_subsets=10, subset_size=len(self.images))
-        return float(kid)
-
-
-def fit_generator(data, out_dir, *, kind: str, config_cls, presets: dict, trainer_cls, preset=None, overrides=None,
-                  resume=False, device=None, progress=True, max_steps=None, callback=None, log=None):
-    """The glue every generator family shares, on top of the run harness: settings from a
-    preset and overrides (a resume may change only the resumable ones), the data loaded from
-    the split seed and reduced as asked, the split record and the digests of the training
-    images, the trainer built on the training images (x-flipped copies with `mirror`) with the
-    validation images for the snapshot KID, then the loop. Returns the newest checkpoint."""
-    import torch
-
-    from genmix.data import load_dataset
-    from genmix.data.digests import image_digests, split_record
-    from genmix.errors import UsageError
-    from genmix.training.config import SUBSET_KEYS
-    from genmix.training.gan import gan_resolution, prepare_images
-    from genmix.training.run import Run, distributed
-
-    if preset is not None and preset not in presets:
-        raise UsageError(f"preset must be one of {', '.join(presets)}, got {preset!r}")
-    requested = dict(presets[preset]) if preset else {}
-    requested.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    is_spec = isinstance(data, (str, Path))
-    with distributed(device) as info:
-        run = Run(out_dir, kind, info, resume=resume, log=log)
-        holder = {}
-
-        def load(spec, split_seed):
-            return load_dataset(spec, seed=split_seed) if is_spec else data
-
-        def new_config():
-            subset = {k: v for k, v in requested.items() if k in SUBSET_KEYS}
-            dataset = holder["dataset"] = config_cls(**subset).reduce(load(data, requested.get("split_seed", 0)))
-            h, w = dataset.resolution
-            values = dict(requested)
-            values.setdefault("resolution", gan_resolution(h, w))
-            return config_cls(channels=dataset.channels, num_classes=dataset.num_classes,
-                              class_names=list(dataset.class_names), data_spec=str(data) if is_spec else dataset.name,
-                              data_resolution=[int(h), int(w)],
-                              class_counts=[int(n) for n in dataset.counts("train")], **values).validate()
-
-        cfg = run.resolve_config(config_cls, requested, new_config)
-        dataset = holder.get("dataset") or cfg.reduce(load(cfg.data_spec if is_spec else data, cfg.split_seed))
-        train, val = dataset.splits["train"], dataset.splits["val"]
-        run.begin(cfg, data=split_record(dataset, cfg.data_spec, cfg.split_seed))
-        if info.is_main:
-            np.save(run.dir / "train_digests.npy", image_digests(train.images))
-        labels = torch.as_tensor(train.labels, dtype=torch.long)
-        trainer = trainer_cls(cfg, prepare_images(train.images, cfg.resolution, mirror=cfg.mirror),
-                              labels.repeat(2) if cfg.mirror else labels, info,
-                              val_images=val.images, val_labels=val.labels)
-        run.restore(trainer)
-        return run.fit(trainer, progress=progress, max_steps=max_steps, callback=callback,
-                       keep=cfg.keep_checkpoints, desc=f"train-{kind.lower()}")
-
-
-class GeneratorSnapshots:
-    """What every generator trainer shares (a mixin beside `genmix.training.run.Trainer`): the
-    wall-clock budget, and at each snapshot the sample grid, the validation KID and the best
-    snapshot's weights. A subclass provides `cfg`, `dist`, `cur_nimg`, `total`, `train_seconds`,
-    `best`, `_kid` (a SnapshotKID or None), `ema_module()` and `sample(classes, size, seed)`."""
-
-    @property
-    def progress(self) -> int:
-        return self.cur_nimg
-
-    def init_snapshots(self, val_images, val_labels) -> None:
-        """The validation KID of the snapshots (off without validation images or snapshot_kid_n)."""
-        self._kid = None
-        if val_images is not None and self.cfg.snapshot_kid_n:
-            self._kid = SnapshotKID(val_images, val_labels, self.cfg.snapshot_kid_n, self.cfg.snapshot_kid_extractor,
-                                    self.device)
-
-    def finished(self) -> bool:
-        over_budget = self.cfg.budget_min is not None and self.train_seconds >= self.cfg.budget_min * 60
-        return self.cur_nimg >= self.total or over_budget
-
-    def fraction(self) -> float:
-        done = self.cur_nimg / max(self.total, 1)
-        if self.cfg.budget_min is not None:
-            done = max(done, self.train_seconds / (self.cfg.budget_min * 60))
-        return min(done, 1.0)
-
-    def write_snapshot(self, run_dir: Path, line: dict) -> None:
-        """Rank 0: the grid (a row per class), then the validation KID and the best weights."""
-        from genmix.data.grid import save_image_grid
-        from genmix.training.gan import BEST_WEIGHTS, save_generator_weights
-
-        if not self.dist.is_main:
-            return
-        res = (self.cfg.resolution, self.cfg.resolution)
-        grid = self.sample(np.repeat(np.arange(self.cfg.num_classes), 8), res, seed=0)
-        save_image_grid(grid, run_dir / "samples" / f"grid-{self.cur_nimg // 1000:06d}kimg.png", nrow=8)
-        save_image_grid(grid, run_dir / "samples" / "latest.png", nrow=8)
-        if self._kid is not None:
-            line["val_kid"] = kid = self._kid(lambda classes, size: self.sample(classes, size, seed=12345))
-            if self.best["kid"] is None or kid < self.best["kid"]:
-                self.best = {"kid": kid, "kimg": self.cur_nimg / 1000}
-                save_generator_weights(self.ema_module(), run_dir / BEST_WEIGHTS)
-            line["best_kimg"] = self.best["kimg"]
