@@ -11,9 +11,12 @@ Transforms are drawn per sample, and each is chosen on its own with probability 
 its parameter comes from the transform's full distribution, and for flips and 90 degree
 rotations that includes the identity, as in StyleGAN2-ADA. So `p` means the same as there. All
 geometric transforms go into one 3x3 matrix per sample and one bilinear `grid_sample` with
-reflection padding. Colour transforms go into one (C+1)x(C+1) matrix per sample. Samples left
-unchanged are passed through untouched, which keeps p=0 an exact identity. For power-of-two
-image sizes, flips, 90 degree rotations and integer translations are also exact.
+reflection padding. That is `genmix.ops.grid_sample`, not torch's: the R1 penalty
+differentiates D's input gradient through it, and torch's CUDA grid_sample backward has no
+derivative, while genmix's is differentiable on every device. Colour transforms go into one
+(C+1)x(C+1) matrix per sample. Samples left unchanged are passed through untouched, which keeps
+p=0 an exact identity. For power-of-two image sizes, flips, 90 degree rotations and integer
+translations are also exact.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import math
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from genmix.ops.grid_sample import grid_sample
 
 __all__ = ["AdaptiveP", "AugmentPipe"]
 
@@ -65,8 +69,9 @@ class AugmentPipe(nn.Module):
     `xint_max` is the largest integer translation as a fraction of the image size, `rotate_max`
     the largest arbitrary rotation as a fraction of a full turn, and `*_std` the spread of each
     transform's parameter (log2 units for scales). Saturation only applies to 3-channel images.
-    `impl` is stored so that `set_impl` treats the pipe like the networks. The pipe itself
-    calls no fused op, since torch's `grid_sample` already does the resampling in one pass.
+    `impl` is stored so that `set_impl` treats the pipe like the networks. The resampling is
+    `genmix.ops.grid_sample`, which calls torch's own kernels on every device and has no `impl`
+    choice; it exists so that second derivatives (R1) work on CUDA too.
     """
 
     def __init__(self, *, xflip=1, rotate90=1, xint=1, xint_max=0.125, scale=1, rotate=1, aniso=1,
@@ -163,8 +168,8 @@ class AugmentPipe(nn.Module):
         points = torch.stack([xx, yy, torch.ones_like(xx)], dim=-1).reshape(1, h * w, 3)
         src = points @ g.to(dtype).transpose(1, 2)
         grid = (src[..., :2] * torch.tensor([2 / w, 2 / h], device=dev, dtype=dtype)).reshape(n, h, w, 2)
-        out = F.grid_sample(images.to(dtype), grid, mode="bilinear", padding_mode="reflection",
-                            align_corners=False).to(images.dtype)
+        out = grid_sample(images.to(dtype), grid, padding_mode="reflection",
+                          align_corners=False).to(images.dtype)
         return torch.where(changed.reshape(n, 1, 1, 1), out, images)
 
     def _colour(self, images: torch.Tensor, p: float) -> torch.Tensor:
