@@ -1,8 +1,7 @@
-// genmix._C: the one torch/pybind11 module. It validates tensors, allocates outputs, fills the
-// plain parameter structs and hands raw pointers to the CPU or CUDA kernels. The kernels
-// themselves know nothing of torch.
+// genmix._C: the one torch extension. It defines the genmix operators (torch.ops.genmix.*),
+// validates tensors, allocates outputs, fills the plain parameter structs and hands raw pointers
+// to the CPU or CUDA kernels. The kernels themselves know nothing of torch.
 
-#include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -515,41 +514,15 @@ pybind11::dict build_info() {
     return info;
 }
 
-// ------------------------------------------------------------------ autograd nodes in C++
+
+// ------------------------------------------------------------------ operator registration
 //
-// The C++ backend's ops as torch::autograd::Function nodes, so that neither their forward
-// bookkeeping nor their backward runs Python: StyleGAN2's layers are small on a CPU, and a
-// Python-implemented backward node costs more than the kernel it calls. Each node mirrors the
-// Python autograd.Function of the same op (genmix/ops/*.py), which the other backends use.
-// Absent tensors (no bias, no noise) are empty optionals: autograd gives them no edge, so the
-// edge of tensor argument k is its rank among the arguments present (Inputs below).
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-using OptTensor = c10::optional<torch::Tensor>;
-
-torch::Tensor value_or_undefined(const OptTensor& t) {
-    return t.has_value() && t->defined() ? *t : torch::Tensor();
-}
-
-OptTensor opt(const torch::Tensor& t) { return t.defined() ? OptTensor(t) : c10::nullopt; }
-
-// Which tensor arguments of a node were present, to map them to autograd edges.
-struct Inputs {
-    static void save(AutogradContext* ctx, std::initializer_list<bool> present) {
-        std::vector<int64_t> flags;
-        for (bool p : present) flags.push_back(p ? 1 : 0);
-        ctx->saved_data["present"] = flags;
-    }
-    // Whether tensor argument k was given and its gradient is wanted.
-    static bool needs(AutogradContext* ctx, size_t k) {
-        const auto flags = ctx->saved_data["present"].toIntVector();
-        if (!flags[k]) return false;
-        size_t edge = 0;
-        for (size_t i = 0; i < k; ++i) edge += flags[i] ? 1 : 0;
-        return ctx->needs_input_grad(edge);
-    }
-};
+// Every kernel is a torch.library operator in the `genmix` namespace: a schema here, the same
+// function registered for the CPU and (when built) CUDA dispatch keys, since each one picks its
+// kernel from the tensors' device. Autograd and the fake (shape-only) implementations are
+// registered once, in Python (genmix/ops/_library.py): the backward formulas are compositions of
+// these same operators, so no torch autograd internals are compiled here, and torch.compile,
+// fake tensors and torch.library.opcheck see ordinary operators.
 
 // Kernels walk flat storage: any tensor with gaps or overlaps is compacted first.
 torch::Tensor dense(const torch::Tensor& t) { return t.is_non_overlapping_and_dense() ? t : t.contiguous(); }
@@ -562,314 +535,124 @@ torch::Tensor like(const torch::Tensor& t, const torch::Tensor& ref) {
     return out;
 }
 
-torch::Tensor sum_to_bias(const torch::Tensor& t, int64_t dim) {
-    std::vector<int64_t> dims;
-    for (int64_t i = 0; i < t.dim(); ++i)
-        if (i != dim) dims.push_back(i);
-    return t.sum(dims);
+torch::Tensor upfirdn2d_op(const torch::Tensor& x, const torch::Tensor& f, at::IntArrayRef params,
+                           bool flip_filter, double gain) {
+    TORCH_CHECK_VALUE(params.size() == 8, "genmix.upfirdn2d: 8 resampling parameters expected "
+                      "(up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1), got ", params.size());
+    return upfirdn2d(x, f, params[0], params[1], params[2], params[3], params[4], params[5], params[6],
+                     params[7], flip_filter, gain);
 }
 
-void save_act(AutogradContext* ctx, int64_t act, double alpha, double gain, double clamp, int64_t dim) {
-    ctx->saved_data["act"] = act;
-    ctx->saved_data["alpha"] = alpha;
-    ctx->saved_data["gain"] = gain;
-    ctx->saved_data["clamp"] = clamp;
-    ctx->saved_data["dim"] = dim;
+torch::Tensor bias_act_op(const torch::Tensor& x, const c10::optional<torch::Tensor>& b, int64_t act,
+                          double alpha, double gain, double clamp, int64_t dim) {
+    return bias_act(dense(x), b, c10::nullopt, act, alpha, gain, clamp, 0, dim);
 }
 
-struct ActArgs {
-    int64_t act, dim;
-    double alpha, gain, clamp;
-};
-
-ActArgs load_act(AutogradContext* ctx) {
-    return {ctx->saved_data["act"].toInt(), ctx->saved_data["dim"].toInt(), ctx->saved_data["alpha"].toDouble(),
-            ctx->saved_data["gain"].toDouble(), ctx->saved_data["clamp"].toDouble()};
+// dx = dy * gain * act'(x + b): the first derivative, an operator of its own so that autograd
+// can differentiate it once more (the R1 penalty).
+torch::Tensor bias_act_grad_op(const torch::Tensor& dy, const torch::Tensor& x,
+                               const c10::optional<torch::Tensor>& b, int64_t act, double alpha,
+                               double gain, double clamp, int64_t dim) {
+    const auto xd = dense(x);
+    return bias_act(xd, b, like(dy, xd), act, alpha, gain, clamp, 1, dim);
 }
 
-// dx = dy * gain * act'(x + b): the first derivative of bias_act as a node of its own, so that
-// the R1 penalty can differentiate it once more. Its own backward is not differentiable.
-class BiasActGradFn : public torch::autograd::Function<BiasActGradFn> {
-  public:
-    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& dy, const torch::Tensor& x,
-                                 const OptTensor& b, int64_t act, double alpha, double gain, double clamp,
-                                 int64_t dim) {
-        const auto g = like(dy, x);
-        ctx->save_for_backward({g, x, value_or_undefined(b)});
-        save_act(ctx, act, alpha, gain, clamp, dim);
-        Inputs::save(ctx, {true, true, b.has_value()});
-        return bias_act(x, b, g, act, alpha, gain, clamp, 1, dim);
-    }
-
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-        // Like Python's once_differentiable: with create_graph the results are computed all the
-        // same, and only differentiating them once more (a third derivative) raises.
-        const bool graph = torch::autograd::GradMode::is_enabled();
-        variable_list out;
-        {
-            torch::NoGradGuard no_grad;
-            const auto saved = ctx->get_saved_variables();
-            const auto &dy = saved[0], &x = saved[1], &b = saved[2];
-            const auto a = load_act(ctx);
-            const auto ddx = like(grads[0], x);
-            const bool need_dy = Inputs::needs(ctx, 0), need_x = Inputs::needs(ctx, 1), need_b = Inputs::needs(ctx, 2);
-            torch::Tensor d_dy, d_x, d_b;
-            if (need_dy) d_dy = bias_act(x, opt(b), ddx, a.act, a.alpha, a.gain, a.clamp, 1, a.dim);
-            if (need_x || need_b) d_x = bias_act(x, opt(b), like(ddx * dy, x), a.act, a.alpha, a.gain, a.clamp, 2, a.dim);
-            if (need_b) d_b = sum_to_bias(d_x, a.dim);
-            if (!need_x) d_x = torch::Tensor();
-            out = {d_dy, d_x, d_b, {}, {}, {}, {}, {}};
-        }
-        if (graph) {  // as once_differentiable does: outputs whose backward is an error node
-            variable_list fake;
-            for (const auto& t : out)
-                if (t.defined()) fake.push_back(t.detach().set_requires_grad(true));
-            auto err = c10::make_intrusive<torch::autograd::DelayedError>(
-                "genmix.bias_act: only the first and second derivatives are implemented",
-                static_cast<int64_t>(fake.size()));
-            auto wrapped = err->apply(std::move(fake));
-            size_t k = 0;
-            for (auto& t : out)
-                if (t.defined()) t = wrapped[k++];
-        }
-        return out;
-    }
-};
-
-class BiasActFn : public torch::autograd::Function<BiasActFn> {
-  public:
-    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const OptTensor& b_in,
-                                 int64_t act, double alpha, double gain, double clamp, int64_t dim) {
-        const auto x = dense(x_in);
-        const auto b = b_in.has_value() ? OptTensor(b_in->contiguous()) : c10::nullopt;
-        ctx->save_for_backward({x, value_or_undefined(b)});
-        save_act(ctx, act, alpha, gain, clamp, dim);
-        Inputs::save(ctx, {true, b.has_value()});
-        return bias_act(x, b, c10::nullopt, act, alpha, gain, clamp, 0, dim);
-    }
-
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-        const auto saved = ctx->get_saved_variables();
-        const auto &x = saved[0], &b = saved[1];
-        const auto a = load_act(ctx);
-        auto dx = BiasActGradFn::apply(grads[0], x, opt(b), a.act, a.alpha, a.gain, a.clamp, a.dim);
-        torch::Tensor db;
-        if (Inputs::needs(ctx, 1)) db = sum_to_bias(dx, a.dim);
-        if (!Inputs::needs(ctx, 0)) dx = torch::Tensor();
-        return {dx, db, {}, {}, {}, {}, {}};
-    }
-};
-
-torch::Tensor bias_act_autograd(const torch::Tensor& x, const OptTensor& b, int64_t act, double alpha,
+// ddx * dy * gain * act''(x + b): the second derivative's x term.
+torch::Tensor bias_act_grad2_op(const torch::Tensor& ddx_dy, const torch::Tensor& x,
+                                const c10::optional<torch::Tensor>& b, int64_t act, double alpha,
                                 double gain, double clamp, int64_t dim) {
-    return BiasActFn::apply(x, opt(value_or_undefined(b)), act, alpha, gain, clamp, dim);
+    const auto xd = dense(x);
+    return bias_act(xd, b, like(ddx_dy, xd), act, alpha, gain, clamp, 2, dim);
 }
 
-// upfirdn2d on one 2-D filter. Its adjoint is upfirdn2d again (up and down swapped, the filter
-// flipped, adjusted padding), so the backward is this node once more: any order.
-class Upfirdn2dFn : public torch::autograd::Function<Upfirdn2dFn> {
-  public:
-    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& f,
-                                 std::vector<int64_t> params, bool flip_filter, double gain) {
-        TORCH_CHECK_VALUE(params.size() == 8, "genmix.upfirdn2d: 8 resampling parameters expected");
-        auto y = upfirdn2d(x, f, params[0], params[1], params[2], params[3], params[4], params[5], params[6],
-                           params[7], flip_filter, gain);
-        ctx->save_for_backward({f});
-        ctx->saved_data["params"] = params;
-        ctx->saved_data["flip"] = flip_filter;
-        ctx->saved_data["gain"] = gain;
-        ctx->saved_data["shape"] = std::vector<int64_t>{x.size(2), x.size(3), y.size(2), y.size(3)};
-        return y;
-    }
-
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-        if (!ctx->needs_input_grad(0)) return {{}, {}, {}, {}, {}};
-        const auto f = ctx->get_saved_variables()[0];
-        const auto p = ctx->saved_data["params"].toIntVector();
-        const auto shape = ctx->saved_data["shape"].toIntVector();
-        const bool flip = ctx->saved_data["flip"].toBool();
-        const double gain = ctx->saved_data["gain"].toDouble();
-        const int64_t upx = p[0], upy = p[1], downx = p[2], downy = p[3], px0 = p[4], py0 = p[6];
-        const int64_t fh = f.size(0), fw = f.size(1);
-        const int64_t in_h = shape[0], in_w = shape[1], out_h = shape[2], out_w = shape[3];
-        std::vector<int64_t> back = {downx, downy, upx, upy,
-                                     fw - px0 - 1, in_w * upx - out_w * downx + px0 - upx + 1,
-                                     fh - py0 - 1, in_h * upy - out_h * downy + py0 - upy + 1};
-        auto dx = Upfirdn2dFn::apply(grads[0], f, back, !flip, gain);
-        return {dx, {}, {}, {}, {}};
-    }
-};
-
-torch::Tensor upfirdn2d_autograd(const torch::Tensor& x, const torch::Tensor& f, std::vector<int64_t> params,
-                                 bool flip_filter, double gain) {
-    return Upfirdn2dFn::apply(x, f, std::move(params), flip_filter, gain);
+torch::Tensor sample_dirichlet_op(const torch::Tensor& alpha, int64_t seed) {
+    return sample_dirichlet(alpha, static_cast<uint64_t>(seed));
 }
 
-// Gradients of `out` with respect to the wanted ones of `inputs`, as a differentiable graph
-// (create_graph): the second-derivative path of the fused nodes below.
-variable_list grads_with_graph(const torch::Tensor& out, const torch::Tensor& grad_out,
-                               const variable_list& inputs, const std::vector<bool>& need, size_t n_out) {
-    variable_list result(n_out);
-    variable_list targets;
-    for (size_t i = 0; i < inputs.size(); ++i)
-        if (need[i]) targets.push_back(inputs[i]);
-    if (targets.empty()) return result;
-    const auto g = torch::autograd::grad({out}, targets, {grad_out}, /*retain_graph=*/true,
-                                         /*create_graph=*/true, /*allow_unused=*/true);
-    size_t k = 0;
-    for (size_t i = 0; i < inputs.size(); ++i)
-        if (need[i]) {
-            result[i] = g[k].defined() ? g[k] : torch::zeros_like(inputs[i]);
-            ++k;
-        }
-    return result;
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> mix_batch_op(
+        at::TensorList xs, at::TensorList ys, int64_t out_code, int64_t dist, double alpha, double scale,
+        int64_t seed) {
+    return mix_batch(xs.vec(), ys.vec(), out_code, dist, alpha, scale, static_cast<uint64_t>(seed));
 }
 
-// The synthesis-layer tail (modconv_epilogue). A second derivative (path-length
-// regularisation) differentiates the equivalent unfused ops.
-class EpilogueFn : public torch::autograd::Function<EpilogueFn> {
-  public:
-    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& y, const OptTensor& d,
-                                 const OptTensor& noise, const OptTensor& b, int64_t act, double alpha,
-                                 double gain, double clamp) {
-        ctx->save_for_backward({y, value_or_undefined(d), value_or_undefined(noise), value_or_undefined(b)});
-        save_act(ctx, act, alpha, gain, clamp, 1);
-        Inputs::save(ctx, {true, d.has_value(), noise.has_value(), b.has_value()});
-        return modconv_epilogue(y, d, noise, b, act, alpha, gain, clamp);
-    }
-
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-        const auto saved = ctx->get_saved_variables();
-        const auto &y = saved[0], &d = saved[1], &noise = saved[2], &b = saved[3];
-        const auto a = load_act(ctx);
-        const std::vector<bool> need = {Inputs::needs(ctx, 0), Inputs::needs(ctx, 1), Inputs::needs(ctx, 2),
-                                        Inputs::needs(ctx, 3)};
-        if (torch::autograd::GradMode::is_enabled()) {  // create_graph: a graph through the inputs
-            auto v = d.defined() ? y * d.view({d.size(0), d.size(1), 1, 1}) : y;
-            if (noise.defined()) v = v + noise;
-            const auto res = BiasActFn::apply(v, opt(b), a.act, a.alpha, a.gain, a.clamp, 1);
-            return grads_with_graph(res, grads[0], {y, d, noise, b}, need, 8);
-        }
-        const auto g = like(grads[0], y);
-        auto res = modconv_epilogue_backward(y, opt(d), opt(noise), opt(b), g, a.act, a.alpha, a.gain, a.clamp,
-                                             need[0], need[1], need[2], need[3]);
-        variable_list out(8);
-        out[0] = std::get<0>(res);
-        out[1] = std::get<1>(res);
-        auto gnoise = std::get<2>(res);
-        if (gnoise.defined() && gnoise.sizes() != noise.sizes()) gnoise = gnoise.sum_to_size(noise.sizes());
-        out[2] = gnoise;
-        out[3] = std::get<3>(res);
-        return out;
-    }
-};
-
-torch::Tensor modconv_epilogue_autograd(const torch::Tensor& y, const OptTensor& d, const OptTensor& noise,
-                                        const OptTensor& b, int64_t act, double alpha, double gain, double clamp) {
-    return EpilogueFn::apply(y, opt(value_or_undefined(d)), opt(value_or_undefined(noise)),
-                             opt(value_or_undefined(b)), act, alpha, gain, clamp);
+// Gradients the caller did not ask for come back empty (0 elements) rather than undefined, so
+// that every output of the operator is a tensor.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> modconv_epilogue_backward_op(
+        const torch::Tensor& y, const c10::optional<torch::Tensor>& d, const c10::optional<torch::Tensor>& noise,
+        const c10::optional<torch::Tensor>& b, const torch::Tensor& g, int64_t act, double alpha, double gain,
+        double clamp, bool need_y, bool need_d, bool need_noise, bool need_b) {
+    auto res = modconv_epilogue_backward(y, d, noise, b, like(g, y), act, alpha, gain, clamp, need_y, need_d,
+                                         need_noise, need_b);
+    auto filled = [&](torch::Tensor t) { return t.defined() ? t : torch::empty({0}, y.options()); };
+    return {filled(std::get<0>(res)), filled(std::get<1>(res)), filled(std::get<2>(res)), filled(std::get<3>(res))};
 }
 
-// bias_act(x @ (weight * weight_gain)^T, bias * bias_gain, dim=1): an equalized-lr dense layer
-// as one node. A second derivative differentiates the equivalent unfused ops.
-class FullyConnectedFn : public torch::autograd::Function<FullyConnectedFn> {
-  public:
-    static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
-                                 const OptTensor& bias, double weight_gain, double bias_gain, int64_t act,
-                                 double alpha, double gain, double clamp) {
-        const auto w = weight.to(x.scalar_type()) * weight_gain;
-        const auto b = bias.has_value() ? OptTensor((bias->to(x.scalar_type()) * bias_gain).contiguous())
-                                        : c10::nullopt;
-        const auto v = x.matmul(w.t());
-        // The scaled weight and bias too: the backward needs them, not the parameters.
-        ctx->save_for_backward({x, weight, value_or_undefined(bias), v, w, value_or_undefined(b)});
-        save_act(ctx, act, alpha, gain, clamp, 1);
-        ctx->saved_data["weight_gain"] = weight_gain;
-        ctx->saved_data["bias_gain"] = bias_gain;
-        Inputs::save(ctx, {true, true, bias.has_value()});
-        return bias_act(v, b, c10::nullopt, act, alpha, gain, clamp, 0, 1);
-    }
-
-    static variable_list backward(AutogradContext* ctx, variable_list grads) {
-        const auto saved = ctx->get_saved_variables();
-        const auto &x = saved[0], &weight = saved[1], &bias = saved[2], &v = saved[3], &w = saved[4];
-        const auto b = opt(saved[5]);
-        const auto a = load_act(ctx);
-        const double wg = ctx->saved_data["weight_gain"].toDouble();
-        const double bg = ctx->saved_data["bias_gain"].toDouble();
-        const std::vector<bool> need = {Inputs::needs(ctx, 0), Inputs::needs(ctx, 1), Inputs::needs(ctx, 2)};
-        if (torch::autograd::GradMode::is_enabled()) {  // create_graph: a graph through the inputs
-            const auto wd = weight.to(x.scalar_type()) * wg;
-            const auto bd = bias.defined() ? OptTensor(bias.to(x.scalar_type()) * bg) : c10::nullopt;
-            const auto res = BiasActFn::apply(x.matmul(wd.t()), bd, a.act, a.alpha, a.gain, a.clamp, 1);
-            return grads_with_graph(res, grads[0], {x, weight, bias}, need, 9);
-        }
-        variable_list out(9);
-        const auto dv = bias_act(v, b, like(grads[0], v), a.act, a.alpha, a.gain, a.clamp, 1, 1);
-        auto as = [](torch::Tensor t, const torch::Tensor& ref) {
-            return t.scalar_type() == ref.scalar_type() ? t : t.to(ref.scalar_type());
-        };
-        if (need[0]) out[0] = torch::mm(dv, w);
-        if (need[1]) out[1] = as(torch::mm(dv.t(), x).mul_(wg), weight);
-        if (need[2]) out[2] = as(dv.sum(0).mul_(bg), bias);
-        return out;
-    }
-};
-
-torch::Tensor fully_connected_autograd(const torch::Tensor& x, const torch::Tensor& weight, const OptTensor& bias,
-                                       double weight_gain, double bias_gain, int64_t act, double alpha, double gain,
-                                       double clamp) {
-    return FullyConnectedFn::apply(x, weight, opt(value_or_undefined(bias)), weight_gain, bias_gain, act, alpha,
-                                   gain, clamp);
+// bias_act(x @ (weight * weight_gain)^T, bias * bias_gain, dim=1): StyleGAN2's equalized-lr dense
+// layer. Returns the pre-activation v too: the backward needs it, and as an output it is saved
+// instead of recomputed.
+std::tuple<torch::Tensor, torch::Tensor> fully_connected_op(
+        const torch::Tensor& x, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+        double weight_gain, double bias_gain, int64_t act, double alpha, double gain, double clamp) {
+    TORCH_CHECK_VALUE(x.dim() == 2 && weight.dim() == 2 && weight.size(1) == x.size(1),
+                      "genmix.fully_connected: x (N, I) and weight (O, I), got ", x.sizes(), " and ", weight.sizes());
+    const auto w = weight.to(x.scalar_type()) * weight_gain;
+    c10::optional<torch::Tensor> b;
+    if (bias.has_value() && bias->defined()) b = (bias->to(x.scalar_type()) * bias_gain).contiguous();
+    auto v = x.matmul(w.t()).contiguous();
+    auto out = bias_act(v, b, c10::nullopt, act, alpha, gain, clamp, 0, 1);
+    return {out, v};
 }
 
 }  // namespace
 
+TORCH_LIBRARY(genmix, m) {
+    m.def("upfirdn2d(Tensor x, Tensor f, int[] params, bool flip_filter, float gain) -> Tensor");
+    m.def("bias_act(Tensor x, Tensor? b, int act, float alpha, float gain, float clamp, int dim) -> Tensor");
+    m.def("bias_act_grad(Tensor dy, Tensor x, Tensor? b, int act, float alpha, float gain, float clamp, "
+          "int dim) -> Tensor");
+    m.def("bias_act_grad2(Tensor ddx_dy, Tensor x, Tensor? b, int act, float alpha, float gain, float clamp, "
+          "int dim) -> Tensor");
+    m.def("sample_dirichlet(Tensor concentration, int seed) -> Tensor");
+    m.def("mix_batch(Tensor[] xs, Tensor[] ys, int out_dtype, int dist, float alpha, float scale, int seed) "
+          "-> (Tensor, Tensor, Tensor)");
+    m.def("modulate_weights(Tensor weight, Tensor styles, bool demodulate, float eps) -> (Tensor, Tensor)");
+    m.def("modulate_weights_backward(Tensor weight, Tensor styles, Tensor d, Tensor g, bool demodulate, "
+          "float eps) -> (Tensor, Tensor)");
+    m.def("modconv_epilogue(Tensor y, Tensor? d, Tensor? noise, Tensor? b, int act, float alpha, float gain, "
+          "float clamp) -> Tensor");
+    m.def("modconv_epilogue_backward(Tensor y, Tensor? d, Tensor? noise, Tensor? b, Tensor g, int act, "
+          "float alpha, float gain, float clamp, bool need_y, bool need_d, bool need_noise, bool need_b) "
+          "-> (Tensor, Tensor, Tensor, Tensor)");
+    m.def("fully_connected(Tensor x, Tensor weight, Tensor? bias, float weight_gain, float bias_gain, int act, "
+          "float alpha, float gain, float clamp) -> (Tensor, Tensor)");
+}
+
+// The same functions serve CPU and CUDA: each picks its kernel from the tensors' device.
+#define GENMIX_REGISTER_KERNELS(m)                                        \
+    m.impl("upfirdn2d", &upfirdn2d_op);                                   \
+    m.impl("bias_act", &bias_act_op);                                     \
+    m.impl("bias_act_grad", &bias_act_grad_op);                           \
+    m.impl("bias_act_grad2", &bias_act_grad2_op);                         \
+    m.impl("sample_dirichlet", &sample_dirichlet_op);                     \
+    m.impl("mix_batch", &mix_batch_op);                                   \
+    m.impl("modulate_weights", &modulate_weights);                        \
+    m.impl("modulate_weights_backward", &modulate_weights_backward);      \
+    m.impl("fully_connected", &fully_connected_op)
+
+TORCH_LIBRARY_IMPL(genmix, CPU, m) {
+    GENMIX_REGISTER_KERNELS(m);
+    // The fused epilogue has a CPU kernel only.
+    m.impl("modconv_epilogue", &modconv_epilogue);
+    m.impl("modconv_epilogue_backward", &modconv_epilogue_backward_op);
+}
+
+#ifdef GENMIX_WITH_CUDA
+TORCH_LIBRARY_IMPL(genmix, CUDA, m) { GENMIX_REGISTER_KERNELS(m); }
+#endif
+
+// Not operators: what was built, and the CPU instruction-set switch the tests use.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "genmix compiled kernels (CPU, and CUDA when built with it)";
-    m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample (see genmix.ops.upfirdn2d)",
-          pybind11::arg("x"), pybind11::arg("f"), pybind11::arg("up_x"), pybind11::arg("up_y"),
-          pybind11::arg("down_x"), pybind11::arg("down_y"), pybind11::arg("pad_x0"),
-          pybind11::arg("pad_x1"), pybind11::arg("pad_y0"), pybind11::arg("pad_y1"),
-          pybind11::arg("flip_filter"), pybind11::arg("gain"));
-    m.def("bias_act", &bias_act, "bias + activation + gain + clamp (see genmix.ops.bias_act)",
-          pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("dy"), pybind11::arg("act"),
-          pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"),
-          pybind11::arg("grad_order"), pybind11::arg("dim"));
-    m.def("sample_dirichlet", &sample_dirichlet, "Dirichlet rows from counter-based streams",
-          pybind11::arg("concentration"), pybind11::arg("seed"));
-    m.def("mix_batch", &mix_batch, "sample per-sample weights and mix sources, fused",
-          pybind11::arg("xs"), pybind11::arg("ys"), pybind11::arg("out_dtype"), pybind11::arg("dist"),
-          pybind11::arg("alpha"), pybind11::arg("scale"), pybind11::arg("seed"));
-    m.def("modulate_weights", &modulate_weights, "per-sample modulated (and demodulated) weights",
-          pybind11::arg("weight"), pybind11::arg("styles"), pybind11::arg("demodulate"), pybind11::arg("eps"));
-    m.def("modulate_weights_backward", &modulate_weights_backward, "gradients of modulate_weights",
-          pybind11::arg("weight"), pybind11::arg("styles"), pybind11::arg("d"), pybind11::arg("g"),
-          pybind11::arg("demodulate"), pybind11::arg("eps"));
-    m.def("modconv_epilogue", &modconv_epilogue,
-          "demodulation, noise, bias, activation, gain and clamp on a convolution output (CPU)",
-          pybind11::arg("y"), pybind11::arg("d"), pybind11::arg("noise"), pybind11::arg("b"),
-          pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"));
-    m.def("modconv_epilogue_backward", &modconv_epilogue_backward,
-          "gradients of modconv_epilogue with respect to y, d, noise and b (CPU)",
-          pybind11::arg("y"), pybind11::arg("d"), pybind11::arg("noise"), pybind11::arg("b"),
-          pybind11::arg("g"), pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"),
-          pybind11::arg("clamp"), pybind11::arg("need_y"), pybind11::arg("need_d"),
-          pybind11::arg("need_noise"), pybind11::arg("need_b"));
-    m.def("bias_act_autograd", &bias_act_autograd, "bias_act as a C++ autograd node (twice differentiable)",
-          pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("act"), pybind11::arg("alpha"),
-          pybind11::arg("gain"), pybind11::arg("clamp"), pybind11::arg("dim"));
-    m.def("upfirdn2d_autograd", &upfirdn2d_autograd, "upfirdn2d as a C++ autograd node (any order)",
-          pybind11::arg("x"), pybind11::arg("f"), pybind11::arg("params"), pybind11::arg("flip_filter"),
-          pybind11::arg("gain"));
-    m.def("modconv_epilogue_autograd", &modconv_epilogue_autograd, "modconv_epilogue as a C++ autograd node",
-          pybind11::arg("y"), pybind11::arg("d"), pybind11::arg("noise"), pybind11::arg("b"),
-          pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"));
-    m.def("fully_connected_autograd", &fully_connected_autograd,
-          "equalized-lr dense layer + bias_act as a C++ autograd node",
-          pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("weight_gain"),
-          pybind11::arg("bias_gain"), pybind11::arg("act"), pybind11::arg("alpha"), pybind11::arg("gain"),
-          pybind11::arg("clamp"));
+    m.doc() = "genmix compiled kernels (CPU, and CUDA when built with it); the operators are torch.ops.genmix.*";
     m.def("cpu_isa", &cpu_isa, "instruction set the per-target CPU kernels use (baseline, avx2, avx512)");
     m.def("set_cpu_isa", &set_cpu_isa,
           "use a lower instruction set for the per-target CPU kernels (tests); returns the one in use",

@@ -20,6 +20,10 @@ import torch
 import triton
 import triton.language as tl
 
+# torch.compile traces a kernel launch only through wrap_triton (the kernels run as
+# torch.library.triton_op operators); in eager mode it launches the kernel directly.
+_launch = getattr(torch.library, "wrap_triton", lambda kernel: kernel)
+
 ACT_LINEAR, ACT_RELU, ACT_LRELU, ACT_TANH, ACT_SIGMOID, ACT_ELU, ACT_SELU, ACT_SOFTPLUS, ACT_SWISH = range(9)
 
 _SELU_SCALE = tl.constexpr(1.0507009873554805)
@@ -293,7 +297,7 @@ def bias_act(x, b, dy, act, alpha, gain, clamp, grad_order, dim):
     compute = tl.float64 if x.dtype == torch.float64 else tl.float32
     clamp = float(clamp)
     with _device_guard(x):
-        _bias_act_kernel[grid](
+        _launch(_bias_act_kernel)[grid](
             x, x if b is None else b, x if dy is None else dy, out,
             rows, cols, channels,
             float(alpha), float(gain), clamp,

@@ -31,6 +31,10 @@ import torch
 import triton
 import triton.language as tl
 
+# torch.compile traces a kernel launch only through wrap_triton (the kernels run as
+# torch.library.triton_op operators); in eager mode it launches the kernel directly.
+_launch = getattr(torch.library, "wrap_triton", lambda kernel: kernel)
+
 # Philox4x32 round multipliers and key (Weyl) increments.
 _PHILOX_M0 = tl.constexpr(0xD2511F53)
 _PHILOX_M1 = tl.constexpr(0xCD9E8D57)
@@ -210,8 +214,7 @@ def _device_guard(t: torch.Tensor):
 
 
 def _split_seed(seed) -> tuple:
-    seed = int(seed)
-    assert 0 <= seed < 2**64, f"seed must be in [0, 2**64), got {seed}"
+    seed = int(seed) & (2**64 - 1)  # operators pass the 64-bit seed as a signed int
     return seed & 0xFFFFFFFF, seed >> 32
 
 
@@ -236,7 +239,7 @@ def sample_dirichlet(alpha: torch.Tensor, seed: int) -> torch.Tensor:
     acc = tl.float64 if alpha.dtype == torch.float64 else tl.float32
     grid = (triton.cdiv(rows, block_r),)
     with _device_guard(alpha):
-        _dirichlet_kernel[grid](alpha, out, rows, k, seed_lo, seed_hi,
+        _launch(_dirichlet_kernel)[grid](alpha, out, rows, k, seed_lo, seed_hi,
                                 ACC=acc, BLOCK_R=block_r, num_warps=num_warps,
                                 enable_fp_fusion=False)
     return out
@@ -407,7 +410,7 @@ def mix_batch(xs, ys, out_dtype, dist, alpha, scale, seed):
     xp = list(xs) + [x_ref] * (MAX_SOURCES - S)
     yp = list(ys) + [y_ref] * (MAX_SOURCES - S)
     with _device_guard(x_ref):
-        _mix_kernel[(N * chunks,)](
+        _launch(_mix_kernel)[(N * chunks,)](
             *xp, *yp, out_x, out_y, weights,
             M, K, chunks, float(alpha), float(scale), seed_lo, seed_hi,
             S=S, DIST=dist, BLOCK=block, TILE=tile, num_warps=num_warps,

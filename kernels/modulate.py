@@ -21,6 +21,10 @@ import torch
 import triton
 import triton.language as tl
 
+# torch.compile traces a kernel launch only through wrap_triton (the kernels run as
+# torch.library.triton_op operators); in eager mode it launches the kernel directly.
+_launch = getattr(torch.library, "wrap_triton", lambda kernel: kernel)
+
 _DTYPES = (torch.float32, torch.float64)
 _BLOCK = 1024   # elements of one (n, o) row handled per step
 _BLOCK_I = 32   # input channels per program of the d and gs kernels
@@ -179,11 +183,11 @@ def modulate_weights(w, s, demodulate, eps):
         if demodulate:
             wsq = torch.empty((O, I), dtype=w.dtype, device=w.device)
             if O * I > 0:
-                _wsq_kernel[(triton.cdiv(O * I, _BLOCK),)](w, wsq, O * I, K, BLOCK=_BLOCK)
-        _demod_kernel[(N, triton.cdiv(O, _BLOCK_O))](
+                _launch(_wsq_kernel)[(triton.cdiv(O * I, _BLOCK),)](w, wsq, O * I, K, BLOCK=_BLOCK)
+        _launch(_demod_kernel)[(N, triton.cdiv(O, _BLOCK_O))](
             s, wsq, d, O, I, float(eps), DEMODULATE=demodulate, BLOCK_O=_BLOCK_O, BLOCK_I=_BLOCK_I)
         if I * K > 0:
-            _modulate_kernel[(N * O, triton.cdiv(I * K, _BLOCK))](w, s, d, out, O, I, K, BLOCK=_BLOCK)
+            _launch(_modulate_kernel)[(N * O, triton.cdiv(I * K, _BLOCK))](w, s, d, out, O, I, K, BLOCK=_BLOCK)
     return out, d
 
 
@@ -203,11 +207,11 @@ def modulate_weights_backward(w, s, d, g, demodulate, eps):
         gq = d  # unused unless demodulating
         if demodulate and N * O > 0:
             gq = torch.empty((N, O), dtype=w.dtype, device=w.device)
-            _gq_kernel[(N * O,)](w, s, d, g, gq, O, I, K, BLOCK=_BLOCK)
+            _launch(_gq_kernel)[(N * O,)](w, s, d, g, gq, O, I, K, BLOCK=_BLOCK)
         if O * I * K > 0:
-            _gw_kernel[(O, triton.cdiv(I * K, _BLOCK))](
+            _launch(_gw_kernel)[(O, triton.cdiv(I * K, _BLOCK))](
                 w, s, d, g, gq, gw, N, O, I, K, DEMODULATE=demodulate, BLOCK=_BLOCK)
         if N * I > 0:
-            _gs_kernel[(N, triton.cdiv(I, _BLOCK_I))](
+            _launch(_gs_kernel)[(N, triton.cdiv(I, _BLOCK_I))](
                 w, s, d, g, gq, gs, O, I, K, DEMODULATE=demodulate, BLOCK_O=_BLOCK_O, BLOCK_I=_BLOCK_I)
     return gw, gs

@@ -25,6 +25,10 @@ import torch
 import triton
 import triton.language as tl
 
+# torch.compile traces a kernel launch only through wrap_triton (the kernels run as
+# torch.library.triton_op operators); in eager mode it launches the kernel directly.
+_launch = getattr(torch.library, "wrap_triton", lambda kernel: kernel)
+
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Up to this many taps per output the filter loops are fully unrolled; beyond, filter rows
 # become a runtime loop so that code size and live registers stay bounded.
@@ -216,7 +220,7 @@ def upfirdn2d(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, 
     # lanes may compute wrapped offsets; they are never dereferenced).
     index64 = max(_max_offset(x), _max_offset(y)) >= 2**31 - 1
     with _device_guard(x):
-        _upfirdn2d_kernel[(programs,)](
+        _launch(_upfirdn2d_kernel)[(programs,)](
             x, f, y,
             c, in_h, in_w, out_h, out_w,
             *x.stride(), *y.stride(),

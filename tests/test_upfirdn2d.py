@@ -8,7 +8,7 @@ import torch
 
 from backends import cpu_kernel_impls
 from genmix.ops import BackendUnavailable, setup_filter, upfirdn2d
-from genmix.ops import _backend
+from genmix.ops import _backend, _library
 from genmix.ops.upfirdn2d import upfirdn2d_ref
 
 
@@ -162,8 +162,8 @@ def test_explicit_unavailable_backend_says_why_and_how():
 
 
 def test_missing_extension_message(monkeypatch):
-    monkeypatch.setitem(_backend._extension_cache, "module", None)
-    monkeypatch.setitem(_backend._extension_cache, "error", "ModuleNotFoundError: genmix._C")
+    monkeypatch.setitem(_library._state, "extension", None)
+    monkeypatch.setitem(_library._state, "extension_error", "ModuleNotFoundError: genmix._C")
     with pytest.raises(BackendUnavailable, match="pip install --no-build-isolation"):
         upfirdn2d(torch.randn(1, 1, 4, 4), None, impl="cpp")
     # auto still works through the reference

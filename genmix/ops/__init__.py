@@ -1,12 +1,15 @@
 """Fused ops of genmix, each with pure-PyTorch (ref), C++ (cpp), CUDA and Triton implementations.
 
 Every op takes `impl="auto"|"cuda"|"triton"|"cpp"|"ref"`; see `backends()` for what can run here.
+The compiled and Triton kernels are torch.library operators (`torch.ops.genmix.*`, registered by
+`genmix.ops._library`), so torch.compile, fake tensors and torch.library.opcheck work with them.
 """
 
 from genmix.ops._backend import IMPLS, BackendUnavailable
 from genmix.ops._backend import report as _report
 from genmix.ops._backend import reset_usage, usage
-from genmix.ops.bias_act import ACTIVATIONS, bias_act
+from genmix.ops.bias_act import ACTIVATIONS, bias_act, fully_connected
+from genmix.ops.grid_sample import grid_sample
 from genmix.ops.mixing import gemix_labels, mix_batch, sample_beta, sample_dirichlet
 from genmix.ops.modulated_conv2d import modulated_conv2d
 from genmix.ops.upfirdn2d import setup_filter, upfirdn2d
@@ -32,7 +35,9 @@ __all__ = [
     "IMPLS",
     "backends",
     "bias_act",
+    "fully_connected",
     "gemix_labels",
+    "grid_sample",
     "mix_batch",
     "modulated_conv2d",
     "reset_usage",

@@ -14,11 +14,12 @@ cannot run raises BackendUnavailable with the reason and the fix.
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Callable, Optional
 
 import torch
+
+from genmix.ops import _library
 
 IMPLS = ("cuda", "triton", "cpp", "ref")
 
@@ -39,41 +40,21 @@ class BackendUnavailable(RuntimeError):
     """An explicitly requested implementation cannot run for this call."""
 
 
-_extension_cache: dict = {}
-
-
 def extension():
-    """The compiled module `genmix._C`, or None when it is not built (reason in load_error)."""
-    if "module" not in _extension_cache:
-        try:
-            _extension_cache["module"] = importlib.import_module("genmix._C")
-            _extension_cache["error"] = None
-        except ImportError as exc:  # not built, or built against another torch
-            _extension_cache["module"] = None
-            _extension_cache["error"] = f"{type(exc).__name__}: {exc}"
-    return _extension_cache["module"]
+    """The compiled module `genmix._C`, or None when it is not built (reason in extension_error)."""
+    return _library.extension()
 
 
 def extension_error() -> Optional[str]:
-    extension()
-    return _extension_cache["error"]
-
-
-def triton_kernels(name: str):
-    """Import `genmix.kernels.<name>`; triton is optional, so this may raise ImportError."""
-    return importlib.import_module(f"genmix.kernels.{name}")
+    return _library.extension_error()
 
 
 def triton_interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    return _INTERPRET
 
 
-def _triton_error() -> Optional[str]:
-    try:
-        importlib.import_module("triton")
-    except ImportError as exc:
-        return f"triton is not installed ({exc}); install it with `pip install triton`"
-    return None
+# Read once: Triton reads it once too, when it is first imported.
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def unavailable_reason(impl: str, device: torch.device) -> Optional[str]:
@@ -100,7 +81,7 @@ def unavailable_reason(impl: str, device: torch.device) -> Optional[str]:
             )
         return None
     if impl == "triton":
-        err = _triton_error()
+        err = _library.triton_error()
         if err:
             return err
         if device.type == "cuda":
@@ -151,6 +132,8 @@ _fallbacks: dict = {}
 
 
 def _count(op: str, impl: str, fallback_reason: Optional[str] = None) -> None:
+    if torch.compiler.is_compiling():  # traced once, run many times: counting would mislead
+        return
     key = (op, impl)
     _calls[key] = _calls.get(key, 0) + 1
     if fallback_reason is not None:

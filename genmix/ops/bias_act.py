@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
-from genmix.ops import _backend
+from genmix.ops import _backend, _library
 from genmix.ops._checks import CPU_DTYPES, GPU_DTYPES, check_float_tensor, check_same_device, dtype_reason
 
 OP = "bias_act"
@@ -113,92 +112,10 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     chosen = _backend.select_impl(OP, impl, x.device, unsupported)
     if chosen == "ref":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
-    if chosen == "cpp":  # autograd nodes in C++: no Python in the forward bookkeeping or backward
-        return _backend.extension().bias_act_autograd(x, b, spec.code, alpha, gain,
-                                                      -1.0 if clamp is None else clamp, dim)
-    config = (spec.code, alpha, gain, -1.0 if clamp is None else clamp, dim, chosen)
-    return _BiasAct.apply(x, b, config)
-
-
-def _is_dense(t: torch.Tensor) -> bool:
-    """True when t fills its storage span exactly, in some order of its dimensions."""
-    expected = 1
-    for d in sorted(range(t.ndim), key=t.stride):
-        if t.shape[d] == 1:
-            continue
-        if t.stride(d) != expected:
-            return False
-        expected *= t.shape[d]
-    return True
-
-
-def _dense(t: torch.Tensor) -> torch.Tensor:
-    """Kernels walk flat storage; any tensor with gaps or overlaps is compacted first."""
-    if t.is_contiguous() or (t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)):
-        return t  # the common layouts, without walking the strides in Python
-    return t if _is_dense(t) else t.contiguous()
-
-
-def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """`t` laid out with exactly the strides of dense `ref`, so both share flat indices."""
-    if t.stride() == ref.stride():
-        return t
-    return torch.empty_like(ref).copy_(t)
-
-
-def _kernel(x, b, dy, config, grad_order):
-    code, alpha, gain, clamp, dim, impl = config
-    if impl == "triton":
-        return _backend.triton_kernels("bias_act").bias_act(
-            x, b, dy, code, alpha, gain, clamp, grad_order, dim)
-    return _backend.extension().bias_act(x, b, dy, code, alpha, gain, clamp, grad_order, dim)
-
-
-def _sum_to_bias(t, dim):
-    return t.sum(dim=[i for i in range(t.ndim) if i != dim])
-
-
-class _BiasAct(torch.autograd.Function):
-    """Forward kernel; its backward is _BiasActGrad, itself differentiable once more."""
-
-    @staticmethod
-    def forward(ctx, x, b, config):
-        x = _dense(x)
-        b = None if b is None else b.contiguous()
-        ctx.save_for_backward(x, b)
-        ctx.config = config
-        return _kernel(x, b, None, config, 0)
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, b = ctx.saved_tensors
-        dx = _BiasActGrad.apply(dy, x, b, ctx.config)
-        db = _sum_to_bias(dx, ctx.config[4]) if ctx.needs_input_grad[1] else None
-        return dx, db, None
-
-
-class _BiasActGrad(torch.autograd.Function):
-    """dx = dy * gain * act'(x + b) (zero where clamped): the first derivative as an op of its
-    own, so autograd can differentiate it once more (R1 penalty)."""
-
-    @staticmethod
-    def forward(ctx, dy, x, b, config):
-        dy = _like(dy, x)
-        ctx.save_for_backward(dy, x, b)
-        ctx.config = config
-        return _kernel(x, b, dy, config, 1)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, ddx):
-        dy, x, b = ctx.saved_tensors
-        ddx = _like(ddx, x)
-        d_dy = _kernel(x, b, ddx, ctx.config, 1) if ctx.needs_input_grad[0] else None
-        d_x = None
-        if ctx.needs_input_grad[1] or (b is not None and ctx.needs_input_grad[2]):
-            d_x = _kernel(x, b, _like(ddx * dy, x), ctx.config, 2)
-        d_b = _sum_to_bias(d_x, ctx.config[4]) if b is not None and ctx.needs_input_grad[2] else None
-        return d_dy, d_x, d_b, None
+    # torch.ops.genmix.bias_act (cpp and cuda) or bias_act_triton. Its backward is the operator
+    # bias_act_grad, itself differentiable once more (genmix/ops/_library.py).
+    return _library.op(OP, chosen)(_library.dense(x), None if b is None else b.contiguous(), spec.code,
+                                   alpha, gain, -1.0 if clamp is None else clamp, dim)
 
 
 # ------------------------------------------------------------------- dense layer + bias_act
@@ -208,9 +125,9 @@ def fully_connected(x, weight, bias=None, weight_gain=1.0, bias_gain=1.0, act="l
     """`bias_act(x @ (weight * weight_gain).T, bias * bias_gain, dim=1, act=act, ...)`: a dense
     layer with equalized-learning-rate gains, as StyleGAN2's mapping and affine layers use.
 
-    `impl="ref"` makes exactly those calls. With the C++ kernels the layer is one autograd node
-    written in C++ instead of five: these layers are tiny, so the per-node overhead is most of
-    their cost.
+    `impl="ref"` makes exactly those calls. With the C++ kernels the layer is one operator and
+    one autograd node instead of five: these layers are tiny, so the per-node overhead is most
+    of their cost.
     """
     check_float_tensor(OP, "x", x)
     check_float_tensor(OP, "weight", weight, 2)
@@ -233,9 +150,8 @@ def fully_connected(x, weight, bias=None, weight_gain=1.0, bias_gain=1.0, act="l
         clamp = float(clamp)
         if not clamp >= 0:
             raise ValueError(f"{OP}: clamp must be >= 0 or None, got {clamp}")
-    # One autograd node in C++ (csrc/bindings.cpp, FullyConnectedFn): the product, the fused
-    # bias_act kernel, and in the backward the activation derivative, both products and the
-    # bias sum; a second derivative differentiates the unfused ops.
-    return _backend.extension().fully_connected_autograd(
-        x, weight, bias, float(weight_gain), float(bias_gain), spec.code, alpha, gain,
-        -1.0 if clamp is None else clamp)
+    # One operator (torch.ops.genmix.fully_connected): the product and the fused bias_act
+    # kernel, and in the backward the activation derivative, both products and the bias sum.
+    out, _ = torch.ops.genmix.fully_connected(x, weight, bias, float(weight_gain), float(bias_gain), spec.code,
+                                              alpha, gain, -1.0 if clamp is None else clamp)
+    return out

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from genmix.ops import _backend, _random
+from genmix.ops import _backend, _library, _random
 from genmix.ops._checks import check_float_tensor, check_same_device
 
 DISTS = {"beta_a1": 0, "beta": 1, "dirichlet": 2}
@@ -60,16 +60,17 @@ def _check_seed(seed: int) -> int:
 _DTYPE_CODES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
 
 
+def _signed(seed: int) -> int:
+    """The operators take the 64-bit seed as a signed int (the schema's `int`)."""
+    return seed - (1 << 64) if seed >= 1 << 63 else seed
+
+
 def _kernel_sample_dirichlet(impl, alpha, seed):
-    if impl == "triton":
-        return _backend.triton_kernels("mixer").sample_dirichlet(alpha, seed)
-    return _backend.extension().sample_dirichlet(alpha, seed)
+    return _library.op("sample_dirichlet", impl)(alpha, _signed(seed))
 
 
 def _kernel_mix_batch(impl, xs, ys, out_dtype, dist, alpha, scale, seed):
-    if impl == "triton":
-        return _backend.triton_kernels("mixer").mix_batch(xs, ys, out_dtype, dist, alpha, scale, seed)
-    return _backend.extension().mix_batch(xs, ys, _DTYPE_CODES[out_dtype], dist, alpha, scale, seed)
+    return _library.op("mix_batch", impl)(xs, ys, _DTYPE_CODES[out_dtype], dist, alpha, scale, _signed(seed))
 
 
 # ------------------------------------------------------------------------- sample_dirichlet

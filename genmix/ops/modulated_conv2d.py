@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genmix.ops import _backend
+from genmix.ops import _backend, _library
 from genmix.ops._checks import CPU_DTYPES, check_float_tensor, check_same_device, dtype_reason, int_tuple
 from genmix.ops.bias_act import ACTIVATIONS
 from genmix.ops.bias_act import OP as _BIAS_ACT_OP
@@ -47,41 +47,15 @@ def demodulation_coefficients(weight, styles):
     return (styles.square() @ w_sq.t() + DEMOD_EPS).rsqrt()
 
 
-def _kernels(impl):
-    if impl == "triton":
-        return _backend.triton_kernels("modulate")
-    return _backend.extension()
-
-
-class _ModulateWeights(torch.autograd.Function):
-    """Fused kernel forward/backward; a second-order backward (path-length regularisation
-    differentiates through it) falls back to the differentiable reference formulas."""
-
-    @staticmethod
-    def forward(ctx, weight, styles, demodulate, impl):
-        o, i, kh, kw = weight.shape
-        w = weight.reshape(o, i, kh * kw).contiguous()
-        out, d = _kernels(impl).modulate_weights(w, styles.contiguous(), bool(demodulate), DEMOD_EPS)
-        ctx.save_for_backward(weight, styles, d)
-        ctx.meta = (bool(demodulate), impl)
-        ctx.mark_non_differentiable(d)
-        return out.reshape(styles.shape[0], o, i, kh, kw), d
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_d):
-        weight, styles, d = ctx.saved_tensors
-        demodulate, impl = ctx.meta
-        if torch.is_grad_enabled():  # create_graph=True: a graph through the saved inputs
-            needs = ctx.needs_input_grad[:2]
-            out, _ = modulate_weights_ref(weight, styles, demodulate)
-            targets = [t for t, need in zip((weight, styles), needs) if need]
-            grads = iter(torch.autograd.grad(out, targets, grad_out, create_graph=True))
-            return tuple(next(grads) if need else None for need in needs) + (None, None)
-        o, i, kh, kw = weight.shape
-        w = weight.reshape(o, i, kh * kw).contiguous()
-        g = grad_out.reshape(styles.shape[0], o, i, kh * kw).contiguous()
-        gw, gs = _kernels(impl).modulate_weights_backward(w, styles.contiguous(), d, g, demodulate, DEMOD_EPS)
-        return gw.reshape(weight.shape), gs, None, None
+def modulate_weights(weight, styles, demodulate, impl):
+    """The fused kernels (torch.ops.genmix.modulate_weights, or its Triton twin): every sample's
+    modulated and demodulated weights in one pass, and their backward in one more. A second
+    derivative (path-length regularisation) differentiates the reference formulas instead
+    (genmix/ops/_library.py)."""
+    o, i, kh, kw = weight.shape
+    w = weight.reshape(o, i, kh * kw).contiguous()
+    out, d = _library.op("modulate_weights", impl)(w, styles.contiguous(), bool(demodulate), DEMOD_EPS)
+    return out.reshape(styles.shape[0], o, i, kh, kw), d
 
 
 # ------------------------------------------------------------------- convolution + resampling
@@ -223,7 +197,7 @@ def _convolve(x, weight, styles, up, down, pad, resample_filter, demodulate, fli
     if chosen == "ref":
         w, _ = modulate_weights_ref(weight, styles, demodulate)
     else:
-        w, _ = _ModulateWeights.apply(weight, styles, demodulate, chosen)
+        w, _ = modulate_weights(weight, styles, demodulate, chosen)
     w = w.reshape(n * out_channels, in_channels, kh, kw).to(x.dtype)
     y = conv2d_resample(x.reshape(1, n * in_channels, *x.shape[2:]), w, groups=n, **resample)
     return y.reshape(n, out_channels, *y.shape[2:]), None
@@ -313,7 +287,7 @@ def modulated_conv2d_bias_act(x, weight, styles, noise=None, bias=None, act="lin
         y = y.contiguous()
     d = None if d is None else d.to(y.dtype)
     b = None if bias is None else bias.to(y.dtype)
-    # One autograd node in C++ (csrc/bindings.cpp, EpilogueFn): the forward and its backward are
-    # one pass each; a second derivative differentiates the equivalent unfused ops.
-    return _backend.extension().modconv_epilogue_autograd(
-        y, d, noise_view, b, act_spec.code, alpha, gain, -1.0 if clamp is None else clamp)
+    # One operator (torch.ops.genmix.modconv_epilogue): the forward and its backward are one pass
+    # each; a second derivative differentiates the equivalent unfused ops.
+    return torch.ops.genmix.modconv_epilogue(y, d, noise_view, b, act_spec.code, alpha, gain,
+                                             -1.0 if clamp is None else clamp)

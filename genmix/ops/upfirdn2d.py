@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genmix.ops import _backend
+from genmix.ops import _backend, _library
 from genmix.ops._checks import (
     CPU_DTYPES,
     GPU_DTYPES,
@@ -128,21 +128,16 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
 
     kernel_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     f = f.detach().to(kernel_dtype)
-    apply = _apply_cpp if chosen == "cpp" else _Upfirdn2d.apply
+    # One operator serves cpp and cuda (torch.ops.genmix.upfirdn2d, per dispatch key); triton
+    # has its own. Autograd is registered on both (genmix/ops/_library.py): the backward is the
+    # same operator with the adjoint's parameters, so any order of derivative works.
+    run = _library.op("upfirdn2d", chosen)
     if f.ndim == 2:
-        return apply(x, f.contiguous(), (upx, upy, downx, downy, px0, px1, py0, py1),
-                     bool(flip_filter), float(gain), chosen)
+        return run(x, f.contiguous(), [upx, upy, downx, downy, px0, px1, py0, py1],
+                   bool(flip_filter), float(gain))
     # Separable: a horizontal pass carrying the gain, then a vertical one.
-    x = apply(x, f[None, :].contiguous(), (upx, 1, downx, 1, px0, px1, 0, 0),
-              bool(flip_filter), float(gain), chosen)
-    return apply(x, f[:, None].contiguous(), (1, upy, 1, downy, 0, 0, py0, py1),
-                 bool(flip_filter), 1.0, chosen)
-
-
-def _apply_cpp(x, f, params, flip_filter, gain, impl):
-    # The same node as _Upfirdn2d, written in C++ (csrc/bindings.cpp, Upfirdn2dFn), so that
-    # neither its bookkeeping nor its backward runs Python.
-    return _backend.extension().upfirdn2d_autograd(x, f, list(params), flip_filter, gain)
+    x = run(x, f[None, :].contiguous(), [upx, 1, downx, 1, px0, px1, 0, 0], bool(flip_filter), float(gain))
+    return run(x, f[:, None].contiguous(), [1, upy, 1, downy, 0, 0, py0, py1], bool(flip_filter), 1.0)
 
 
 def upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
@@ -169,46 +164,3 @@ def upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
         x = F.conv2d(x, (f * gain)[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c)
         x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c)
     return x[:, :, ::downy, ::downx]
-
-
-def _run_kernel(impl, x, f, params, flip_filter, gain):
-    upx, upy, downx, downy, px0, px1, py0, py1 = params
-    if impl == "triton":
-        kernels = _backend.triton_kernels("upfirdn2d")
-        return kernels.upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain)
-    return _backend.extension().upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1,
-                                          flip_filter, gain)
-
-
-class _Upfirdn2d(torch.autograd.Function):
-    """upfirdn2d on one 2-D filter through a compiled backend.
-
-    The adjoint of "zero-insert by u, pad, correlate with w, keep every d-th" is
-    "zero-insert by d, pad', correlate with flipped w, keep every u-th": the same op, so the
-    backward reuses the forward kernel and is itself differentiable.
-    """
-
-    @staticmethod
-    def forward(ctx, x, f, params, flip_filter, gain, impl):
-        y = _run_kernel(impl, x, f, params, flip_filter, gain)
-        ctx.save_for_backward(f)
-        ctx.meta = (params, flip_filter, gain, impl, x.shape, y.shape)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        (f,) = ctx.saved_tensors
-        params, flip_filter, gain, impl, x_shape, y_shape = ctx.meta
-        upx, upy, downx, downy, px0, px1, py0, py1 = params
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None, None
-        fh, fw = f.shape
-        in_h, in_w = x_shape[2], x_shape[3]
-        out_h, out_w = y_shape[2], y_shape[3]
-        back = (
-            downx, downy, upx, upy,
-            fw - px0 - 1, in_w * upx - out_w * downx + px0 - upx + 1,
-            fh - py0 - 1, in_h * upy - out_h * downy + py0 - upy + 1,
-        )
-        dx = _Upfirdn2d.apply(dy, f, back, not flip_filter, gain, impl)
-        return dx, None, None, None, None, None
