@@ -6,8 +6,14 @@ Pipeline, classifier training and CLI read this table and nothing else, so addin
 one module (its BatchMixer subclass) and one `register` line below.
 
 `synthetic` says which synthetic set the strategy trains with: "none" (real images only),
-"onehot" (images generated from one-hot labels) or "soft" (GeMix soft-label images). `pooled`
-strategies draw from a SyntheticPool every batch; "synth" appends its set to the data instead.
+"onehot" (images generated from one-hot labels), "soft" (GeMix soft-label images), "edit" or
+"diffmix" (real images noised and denoised by the diffusion model, see genmix.mixing.real_guided)
+or "real" (real training images resampled to the one-hot set's count and class balance: the
+`oversample` control, which needs no generator). `pooled` strategies draw from a SyntheticPool
+every batch; the others that need a set append it to the data instead.
+
+`generative` strategies are the ones whose set comes from a generator; a report calls such a
+strategy helpful only when it also beats `oversample` (genmix.metrics.paired.strategy_verdict).
 
 A strategy label may carry imbalance modifiers after "+": "mixup+balanced" (class-balanced
 partners and real batches), "gemix+remix" (Remix labels), "genmix+balanced+remix"; they apply to
@@ -29,12 +35,16 @@ from genmix.mixing.cutmix import CutMix
 from genmix.mixing.gemix import GeMix
 from genmix.mixing.genmix import GenMix
 from genmix.mixing.mixup import Mixup
+from genmix.mixing.oversample import OversampleMixer
 from genmix.mixing.pool import SyntheticPool
+from genmix.mixing.real_guided import DiffMixMixer, EditMixer
 from genmix.mixing.synthetic import SyntheticMixer
 
 __all__ = ["MODIFIERS", "STRATEGIES", "Strategy", "get_strategy", "make_mixer", "parse_strategy", "register"]
 
-SYNTHETIC_SETS = ("none", "onehot", "soft")
+SYNTHETIC_SETS = ("none", "onehot", "soft", "edit", "diffmix", "real")
+# The sets only the diffusion model can make: they start from real images at a noise level.
+DIFFUSION_SETS = ("edit", "diffmix")
 MODIFIERS = ("balanced", "remix")
 
 
@@ -60,7 +70,18 @@ class Strategy:
 
     @property
     def needs_synthetic(self) -> bool:
+        """Whether the strategy trains with a set file beside the real data (synthetic or resampled)."""
         return self.synthetic != "none"
+
+    @property
+    def generative(self) -> bool:
+        """Whether that set comes from a trained generator (everything but "none" and "real")."""
+        return self.synthetic not in ("none", "real")
+
+    @property
+    def archs(self) -> Optional[tuple]:
+        """The generator families that can make the strategy's set (None: any)."""
+        return ("diffusion",) if self.synthetic in DIFFUSION_SETS else None
 
 
 _REGISTRY: dict = {}
@@ -83,6 +104,12 @@ register(Strategy("cutmix", CutMix, summary="a box of another real image, area ~
 register(Strategy("augmix", AugMix, summary="chains of augmentations mixed, JSD consistency loss"))
 register(Strategy("synth", SyntheticMixer, synthetic="onehot",
                   summary="synthetic images appended to the training set"))
+register(Strategy("oversample", OversampleMixer, synthetic="real",
+                  summary="real images repeated to the synthetic set's count and class balance (control)"))
+register(Strategy("edit", EditMixer, synthetic="edit",
+                  summary="real images noised to level s, denoised with their own label, appended"))
+register(Strategy("diffmix", DiffMixMixer, synthetic="diffmix",
+                  summary="real images denoised towards another class, label (1 - s^g) y_src + s^g y_tgt, appended"))
 register(Strategy("genmix", GenMix, synthetic="onehot", pooled=True,
                   summary="real image blended with a same-class synthetic one, lam ~ Beta(a, 1)"))
 register(Strategy("gemix", GeMix, synthetic="soft", pooled=True,
