@@ -595,10 +595,16 @@ std::tuple<torch::Tensor, torch::Tensor> fully_connected_op(
         double weight_gain, double bias_gain, int64_t act, double alpha, double gain, double clamp) {
     TORCH_CHECK_VALUE(x.dim() == 2 && weight.dim() == 2 && weight.size(1) == x.size(1),
                       "genmix.fully_connected: x (N, I) and weight (O, I), got ", x.sizes(), " and ", weight.sizes());
-    const auto w = weight.to(x.scalar_type()) * weight_gain;
+    // No aten::to / contiguous that could hand back an input: an operator below autograd must
+    // not alias its inputs (torch.library.opcheck checks every call it makes).
+    auto scaled = [&](const torch::Tensor& t, double gain) {
+        return t.scalar_type() == x.scalar_type() ? t * gain : t.to(x.scalar_type()) * gain;
+    };
+    const auto w = scaled(weight, weight_gain);
     c10::optional<torch::Tensor> b;
-    if (bias.has_value() && bias->defined()) b = (bias->to(x.scalar_type()) * bias_gain).contiguous();
-    auto v = x.matmul(w.t()).contiguous();
+    if (bias.has_value() && bias->defined()) b = scaled(*bias, bias_gain);
+    auto v = torch::mm(x, w.t());
+    if (!v.is_contiguous()) v = v.contiguous();
     auto out = bias_act(v, b, c10::nullopt, act, alpha, gain, clamp, 0, 1);
     return {out, v};
 }

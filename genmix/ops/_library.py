@@ -122,12 +122,11 @@ def _modconv_epilogue_fake(y, d, noise, b, act, alpha, gain, clamp):
 def _modconv_epilogue_backward_fake(y, d, noise, b, g, act, alpha, gain, clamp, need_y, need_d, need_noise,
                                     need_b):
     n, c, h, w = y.shape
-    empty = y.new_empty((0,))
     fmt = torch.contiguous_format if y.is_contiguous() else torch.channels_last
-    return (torch.empty_like(y, memory_format=fmt) if need_y else empty,
-            y.new_empty((n, c)) if need_d and d is not None else empty,
-            y.new_empty((n, 1, h, w)) if need_noise and noise is not None else empty,
-            y.new_empty((c,)) if need_b and b is not None else empty)
+    return (torch.empty_like(y, memory_format=fmt) if need_y else y.new_empty((0,)),
+            y.new_empty((n, c)) if need_d and d is not None else y.new_empty((0,)),
+            y.new_empty((n, 1, h, w)) if need_noise and noise is not None else y.new_empty((0,)),
+            y.new_empty((c,)) if need_b and b is not None else y.new_empty((0,)))
 
 
 def _fully_connected_fake(x, weight, bias, weight_gain, bias_gain, act, alpha, gain, clamp):
@@ -309,7 +308,9 @@ def _autograd_fully_connected(impl):
 
     def setup_context(ctx, inputs, output):
         x, weight, bias, weight_gain, bias_gain, act, alpha, gain, clamp = inputs
-        b = None if bias is None else (bias.to(x.dtype) * bias_gain).contiguous()
+        b = None
+        if bias is not None:  # scaled as the kernel scales it (no .to that could return bias itself)
+            b = (bias if bias.dtype == x.dtype else bias.to(x.dtype)) * bias_gain
         ctx.save_for_backward(x, weight, output[1], b)
         ctx.args = (act, alpha, gain, clamp)
         ctx.gains = (weight_gain, bias_gain)
