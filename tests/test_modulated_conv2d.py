@@ -22,7 +22,9 @@ def _inputs(n=2, i=3, o=4, k=3, res=6, dtype=torch.float64):
 
 
 def _modconv(x, weight, styles, up, down, impl, **kw):
-    f = setup_filter([1, 3, 3, 1]).to(x.dtype) if (up > 1 or down > 1) else None
+    # The filter lives on x's device: a CPU filter with CUDA activations is refused (ValueError
+    # naming resample_filter), which is how every GPU resampling case once failed.
+    f = setup_filter([1, 3, 3, 1], device=x.device).to(x.dtype) if (up > 1 or down > 1) else None
     return modulated_conv2d(x, weight, styles, up=up, down=down, padding=weight.shape[-1] // 2,
                             resample_filter=f, impl=impl, **kw)
 
@@ -134,13 +136,33 @@ def test_bad_arguments(change, exc, pattern):
         modulated_conv2d(**args)
 
 
+def test_resampling_helper_puts_the_filter_on_the_inputs_device():
+    # The GPU comparison below builds its inputs with this helper. On "meta" (a device other
+    # than the CPU, available everywhere) a filter left on the CPU raises; on x's device it runs.
+    x, weight, styles = (t.to("meta") for t in _inputs())
+    for up, down in ((2, 1), (1, 2)):
+        assert _modconv(x, weight, styles, up, down, "ref").device.type == "meta"
+    with pytest.raises(ValueError, match="resample_filter is on cpu"):
+        modulated_conv2d(x, weight, styles, up=2, padding=1, resample_filter=setup_filter([1, 3, 3, 1]), impl="ref")
+
+
 # ---------------------------------------------------------------- GPU (skipped without one)
+
+@pytest.fixture
+def full_fp32_convolutions():
+    """cuDNN runs float32 convolutions in TF32 on Ampere and Hopper by default (10-bit mantissa),
+    which alone breaks a 1e-4 comparison with a float64 reference; compare in true float32."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("impl", ["cuda", "triton"])
 @pytest.mark.parametrize("up, down, k", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_gpu_matches_reference(impl, up, down, k, dtype):
+def test_gpu_matches_reference(impl, up, down, k, dtype, full_fp32_convolutions):
     x, weight, styles = (t.float().cuda() for t in _inputs(n=4, i=16, o=8, k=k, res=8))
     xs = x.to(dtype).requires_grad_(True)
     ws, ss = weight.clone().requires_grad_(True), styles.clone().requires_grad_(True)

@@ -33,7 +33,14 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, *
     """
     if f is None:
         f = 1
-    f = torch.as_tensor(f, dtype=torch.float32, device=device)
+    # Taps are checked and shaped on the CPU (a handful of numbers; checking them on a GPU would
+    # be a device sync, on "meta" impossible), then moved to `device`.
+    f = torch.as_tensor(f, dtype=torch.float32)
+    if f.device.type == "meta":
+        raise ValueError("setup_filter: f must hold values (it is a meta tensor); pass device='meta' instead")
+    if device is None:
+        device = f.device
+    f = f.cpu()
     if f.ndim == 0:
         f = f[None]
     if f.ndim not in (1, 2):
@@ -56,7 +63,7 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, *
     if f.ndim == 1 and gain < 0:
         raise ValueError("setup_filter: a separable filter is applied twice, so it cannot carry a "
                          "negative gain; pass the gain to upfirdn2d instead")
-    return f * (gain ** (f.ndim / 2))
+    return (f * (gain ** (f.ndim / 2))).to(device)
 
 
 def _parse_resampling(up, down, padding):
