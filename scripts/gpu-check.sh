@@ -87,9 +87,9 @@ has_module() { "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('
 # BUDGET - OVERHEAD, every step is shrunk toward its minimum by the same share; optional steps
 # are planned only when they fit at their nominal timeout; when even the minimums do not fit,
 # steps are dropped in DROP_ORDER.
-declare -A NOM=([wheels]=40 [build]=120 [info]=10 [tests]=90 [opcheck]=45 [resume]=80 [experiment]=125
+declare -A NOM=([wheels]=40 [build]=120 [info]=10 [tests]=85 [opcheck]=50 [resume]=80 [experiment]=125
                 [bench]=60 [report]=10)
-declare -A MIN=([wheels]=20 [build]=90 [info]=10 [tests]=45 [opcheck]=20 [resume]=60 [experiment]=95
+declare -A MIN=([wheels]=20 [build]=90 [info]=10 [tests]=45 [opcheck]=25 [resume]=60 [experiment]=95
                 [bench]=60 [report]=10)
 DROP_ORDER=(opcheck resume tests experiment)
 declare -A SLOT PLAN_NOTE
