@@ -190,6 +190,23 @@ def gpu_arch_list(capabilities, supported: list[str] | None) -> str:
     return ";".join(archs)
 
 
+# The oldest torch genmix builds and runs on: its operators need torch.library's
+# register_fake / register_autograd (2.4) and triton_op / wrap_triton (2.6).
+MIN_TORCH = (2, 6)
+
+
+def torch_too_old(torch_version: str) -> str | None:
+    """The one-line reason a torch is older than MIN_TORCH, or None (also for unparsable ones)."""
+    try:
+        major, minor = (int(part) for part in torch_version.split("+")[0].split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor) >= MIN_TORCH:
+        return None
+    return (f"genmix: torch {torch_version} is too old; genmix needs torch >= {MIN_TORCH[0]}.{MIN_TORCH[1]} "
+            f"(pip install 'torch>={MIN_TORCH[0]}.{MIN_TORCH[1]}', then rebuild genmix)")
+
+
 FIX = ("set CUDA_HOME to the CUDA toolkit folder (the one with bin/nvcc and "
        "include/cuda_runtime_api.h, e.g. CUDA_HOME=/usr/local/cuda-12.8)")
 
@@ -200,6 +217,9 @@ def plan(env=None, torch_cuda: str | None = None, gpu_capabilities=(), torch_ver
     `gpu_capabilities` the (major, minor) of each visible GPU. GENMIX_CUDA=0 forces a CPU-only
     build, GENMIX_CUDA=1 makes every reason not to build the CUDA kernels an error."""
     env = os.environ if env is None else env
+    too_old = torch_too_old(torch_version)
+    if too_old:
+        return Plan(cuda=False, error=too_old)
     flag = env.get("GENMIX_CUDA", "").strip()
     if flag not in ("", "0", "1"):
         return Plan(cuda=False, error=f"genmix: GENMIX_CUDA must be 0 or 1, got {flag!r}")

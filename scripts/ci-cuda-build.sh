@@ -11,12 +11,13 @@
 # that torch wheel cannot be had.
 #
 #   GENMIX_CI_TORCH   torch version to build against (default 2.14.1)
-#   GENMIX_CI_VENV    the virtual environment (default build/venv-cuda; reused if present)
+#   GENMIX_CI_VENV    the virtual environment (default ~/.cache/genmix-ci/venv-cuda-<version>,
+#                     outside the source tree so that a fresh clone reuses it; reused if present)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TORCH_VERSION=${GENMIX_CI_TORCH:-2.14.1}
-VENV=${GENMIX_CI_VENV:-build/venv-cuda}
+VENV=${GENMIX_CI_VENV:-$HOME/.cache/genmix-ci/venv-cuda-$TORCH_VERSION}
 SRC=build/cuda-src
 T0=$SECONDS
 say() { echo "ci-cuda-build: $*"; }
@@ -29,13 +30,14 @@ fi
 
 # 1. The CUDA build of torch, in its own environment (never the main one: it is ~5.5 GB).
 if ! [ -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION' or torch.version.cuda is None)" 2>/dev/null; then
+    mkdir -p "$(dirname "$VENV")"
     python3 -m venv "$VENV"
     if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -q "torch==$TORCH_VERSION" numpy >"$VENV/pip-torch.log" 2>&1; then
         say "skipped: torch==$TORCH_VERSION cannot be installed here ($(grep -m1 -i error "$VENV/pip-torch.log" || echo 'see '"$VENV"/pip-torch.log))"
         exit 0
     fi
 fi
-PY=$ROOT/$VENV/bin/python
+case "$VENV" in /*) PY=$VENV/bin/python ;; *) PY=$ROOT/$VENV/bin/python ;; esac
 if ! "$PY" -c "import torch, sys; sys.exit(torch.version.cuda is None)"; then
     say "skipped: the torch==$TORCH_VERSION found here is a CPU build"
     exit 0

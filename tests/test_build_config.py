@@ -244,3 +244,12 @@ def test_ci_builds_cuda_after_the_readme_test_command():
     assert ci.index("make test") < ci.index("scripts/ci-cuda-build.sh")
     script = (ROOT / "scripts" / "ci-cuda-build.sh").read_text()
     assert "-u CUDA_HOME -u CUDA_PATH -u TORCH_CUDA_ARCH_LIST -u GENMIX_CUDA" in script
+
+
+def test_a_torch_older_than_the_minimum_is_refused_in_one_line():
+    plan = bc.plan({}, torch_cuda=None, torch_version="2.5.1+cu124")
+    assert plan.error and "\n" not in plan.error
+    assert "torch 2.5.1+cu124 is too old" in plan.error and ">= 2.6" in plan.error
+    for version in ("2.6.0", "2.11.0+cu130", "2.15.0", "3.0.0a0"):
+        assert bc.plan({}, torch_cuda=None, torch_version=version).error is None
+    assert bc.torch_too_old("?") is None
