@@ -16,9 +16,12 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["paired_difference", "t_interval"]
+__all__ = ["VERDICTS", "paired_difference", "strategy_verdict", "t_interval"]
 
 PAIRED_TEST = "paired t-test (scipy.stats.ttest_rel); interval: t-interval of the mean difference"
+# What `strategy_verdict` can say, in the order a report lists them.
+VERDICTS = ("helps", "does not beat the control", "not tested against the control", "within noise", "below none",
+            "no interval")
 
 
 def _check_confidence(confidence) -> float:
@@ -123,3 +126,47 @@ def paired_difference(a, b, *, confidence: float = 0.95) -> dict:
     out["test"] = PAIRED_TEST
     return {key: out[key] for key in ("mean", "std", "n", "ci", "confidence", "t_pvalue", "wilcoxon_pvalue",
                                       "significant", "test")}
+
+
+def strategy_verdict(vs_none: dict, control: Optional[dict] = None, *, needs_control: bool = True) -> str:
+    """What a strategy's paired difference against `none` says, beside the `oversample` control.
+
+    vs_none: `paired_difference(strategy, none)` of a metric (macro-F1 in reports), a dict with
+    "mean" and "ci". control: the same for the control (`oversample` - none), or None when the
+    control was not run. needs_control: whether the strategy must beat the control to help
+    (True for generative strategies, whose gain could come from adding images of the rare
+    classes alone; False for strategies on real images only, and for the control itself).
+
+    The rule, with lo, hi the interval of vs_none and m its mean:
+
+    - "no interval": fewer than two pairs (ci is None), so nothing is claimed either way;
+    - "below none": hi < 0;
+    - "within noise": lo <= 0 <= hi (an interval touching 0 does not exclude it);
+    - lo > 0 and needs_control False: "helps";
+    - lo > 0, needs_control, and the control's mean difference m_c is known: "helps" when
+      m > m_c (strictly), else "does not beat the control";
+    - lo > 0, needs_control, and no control (None, or its mean None):
+      "not tested against the control".
+
+    The control is compared by mean only, as stated: m > m_c, not an interval of m - m_c.
+    Returns one of VERDICTS.
+    """
+    if not isinstance(vs_none, dict) or "ci" not in vs_none or "mean" not in vs_none:
+        raise TypeError("vs_none must be a paired_difference result (a dict with 'mean' and 'ci')")
+    if control is not None and (not isinstance(control, dict) or "mean" not in control):
+        raise TypeError("control must be a paired_difference result (a dict with 'mean') or None")
+    if not isinstance(needs_control, bool):
+        raise TypeError(f"needs_control must be a bool, got {type(needs_control).__name__}")
+    ci = vs_none["ci"]
+    if ci is None:
+        return "no interval"
+    lo, hi = float(ci[0]), float(ci[1])
+    if hi < 0:
+        return "below none"
+    if lo <= 0:
+        return "within noise"
+    if not needs_control:
+        return "helps"
+    if control is None or control.get("mean") is None:
+        return "not tested against the control"
+    return "helps" if float(vs_none["mean"]) > float(control["mean"]) else "does not beat the control"

@@ -1,5 +1,9 @@
-"""report.md for an experiment: the comparison table, GAN samples, soft-label strip, per-strategy
-figures, timings and the kernel backends that ran.
+"""report.md for an experiment: the verdict, the comparison table, GAN samples, soft-label strip,
+per-strategy figures, timings and the kernel backends that ran.
+
+The report opens with one paragraph that says which strategies help: a paired interval of
+Δ macro-F1 against `none` above 0 and, for a generative strategy, a mean Δ above that of the
+`oversample` control (genmix.metrics.paired.strategy_verdict states the rule exactly).
 
 Numbers are mean ± std over seeds/folds, with a 95% t-interval of the mean when there are
 several; the best mean per column is bold (highest, or lowest for ECE and false-negative rate).
@@ -15,7 +19,11 @@ import numpy as np
 
 from genmix._atomic import atomic_path, write_text
 
-__all__ = ["run_name", "summarize_runs", "write_learning_curve", "write_report"]
+__all__ = ["CONTROL", "run_name", "strategy_verdicts", "summarize_runs", "verdict_paragraph", "write_learning_curve",
+           "write_report"]
+
+# The control every generative strategy is read beside.
+CONTROL = "oversample"
 
 
 def run_name(strategy, seed, fold) -> str:
@@ -131,6 +139,98 @@ def _paired_table(paired: dict, columns: list, titles: list) -> str:
                         + (f", t p={t:.3f}" if t is not None else "") + (f", Wilcoxon p={w:.3f}" if w is not None else ""))
                 cells.append(f"**{text}**" if d["significant"] else f"{text} (within noise)")
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _needs_control(label: str) -> bool:
+    """Whether a strategy label ("synth@diffusion", "gemix+remix") names a generative strategy,
+    which helps only when it beats the control."""
+    from genmix.mixing import parse_strategy
+
+    try:
+        spec, _ = parse_strategy(label.partition("@")[0])
+    except ValueError:
+        return False
+    return spec.generative
+
+
+def strategy_verdicts(paired: dict, metric: str = "macro_f1") -> dict:
+    """{strategy: (verdict, its paired difference, the control's or None)} for every strategy
+    of `paired` (as from `paired_against_none`), in its order, by `strategy_verdict` on `metric`."""
+    from genmix.metrics.paired import strategy_verdict
+
+    control = (paired.get(CONTROL) or {}).get(metric)
+    out = {}
+    for strategy, cols in paired.items():
+        needs = _needs_control(strategy)
+        d = cols[metric]
+        out[strategy] = (strategy_verdict(d, control if needs else None, needs_control=needs), d,
+                         control if needs else None)
+    return out
+
+
+def verdict_paragraph(paired: dict, *, several: bool, has_none: bool, metric: str = "macro_f1",
+                      title: str = "macro-F1") -> str:
+    """The one paragraph report.md opens with: which strategies help, beside which control."""
+    from genmix.metrics.paired import VERDICTS
+
+    if not has_none:
+        return ("**Verdict:** no finished `none` runs, so no strategy is judged: every verdict is a paired "
+                "difference against `none`.")
+    if not several:
+        return ("**Verdict:** one run per strategy, so no strategy is called helpful or harmful: a verdict needs "
+                "a paired interval, i.e. at least two seeds or folds.")
+    verdicts = strategy_verdicts(paired, metric)
+    if not verdicts:
+        return "**Verdict:** no strategy besides `none` has finished runs yet."
+    n = max((d["n"] for _, d, _ in verdicts.values()), default=0)
+
+    def named(strategy, d):
+        tag = ", the control" if strategy == CONTROL else ""
+        return f"`{strategy}` ({d['mean']:+.3f}{tag})" if d["mean"] is not None else f"`{strategy}`"
+
+    groups = {}
+    for strategy, (verdict, d, _) in verdicts.items():
+        groups.setdefault(verdict, []).append(named(strategy, d))
+    control = (paired.get(CONTROL) or {}).get(metric)
+    generative = [s for s in verdicts if _needs_control(s)]
+    if control is None or control.get("mean") is None:
+        beside = (f"the `{CONTROL}` control was not run, so no generative strategy can be called helpful"
+                  if generative else f"no generative strategy was run (the `{CONTROL}` control applies to those)")
+    else:
+        beside = (f"a generative strategy helps only when its mean Δ also exceeds the `{CONTROL}` control's "
+                  f"({control['mean']:+.3f}: real images repeated to the synthetic set's count and class balance)")
+    helping = groups.get("helps")
+    lead = (f"**Verdict:** {', '.join(helping)} help{'s' if len(helping) == 1 else ''}" if helping
+            else "**Verdict:** no strategy helps")
+    text = (f"{lead} on test {title} against `none` (paired over up to {n} seeds/folds, 95% t-interval of Δ above "
+            f"0; {beside}).")
+    wording = {"does not beat the control": f"above `none` but not above `{CONTROL}`",
+               "not tested against the control": f"above `none`, but the `{CONTROL}` control was not run",
+               "within noise": "within noise (the interval includes 0)",
+               "below none": "below `none` (the interval lies under 0)",
+               "no interval": "undecided (a single pair: no interval)"}
+    rest = [f"{wording[v]}: {', '.join(groups[v])}" for v in VERDICTS if v != "helps" and v in groups]
+    if rest:
+        joined = "; ".join(rest)
+        text += " " + joined[0].upper() + joined[1:] + "."
+    return text
+
+
+def _verdict_table(paired: dict, metric: str = "macro_f1") -> str:
+    """Each strategy's Δ against `none` beside the control's, and the verdict."""
+    lines = [f"| Strategy | Δ macro-F1 vs none [95% CI] | `{CONTROL}` Δ macro-F1 (control) | Verdict |",
+             "|---|---|---|---|"]
+    for strategy, (verdict, d, control) in strategy_verdicts(paired, metric).items():
+        if d["mean"] is None:
+            delta = "n/a"
+        elif d["ci"] is None:
+            delta = f"{d['mean']:+.3f} (one pair)"
+        else:
+            delta = f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+        beside = ("—" if not _needs_control(strategy) else "not run" if control is None or control["mean"] is None
+                  else f"{control['mean']:+.3f}")
+        lines.append(f"| {strategy} | {delta} | {beside} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -316,9 +416,12 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
     majority_rate = float(test_counts.max() / test_counts.sum())
     majority_f1 = 2 * majority_rate / (1 + majority_rate) / len(names)  # F1 of the majority class, 0 elsewhere
     paired_cols = ["macro_f1", "auc", f"sens:{minority}"]
-    paired = paired_against_none(run_values(out, runs), paired_cols) if several else {}
+    values = run_values(out, runs)
+    paired = paired_against_none(values, paired_cols) if several else {}
     figs = out / "figures"
-    lines = [f"# genmix experiment: {dataset.name}", ""] + _extractor_warning(out)
+    lines = [f"# genmix experiment: {dataset.name}", "",
+             verdict_paragraph(paired, several=several, has_none=bool(values.get("none"))), ""]
+    lines += _extractor_warning(out)
     if dataset.name == "phantom":
         lines += ["Data: the embedded **phantom** (procedural CT-like liver lesion patches), not patient data.", ""]
     counts = {split: dataset.counts(split).tolist() for split in dataset.splits}
@@ -359,7 +462,11 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
         lines += [f"Paired differences against `none` (same split, same initialisation seed; n = number of pairs), "
                   f"mean with its 95% t-interval, paired t-test and Wilcoxon signed-rank p-values; bold = the "
                   f"interval excludes 0. Minority class: {minority}.", "",
-                  _paired_table(paired, paired_cols, ["Δ macro-F1", "Δ AUC", f"Δ sens. {minority}"]), ""]
+                  _paired_table(paired, paired_cols, ["Δ macro-F1", "Δ AUC", f"Δ sens. {minority}"]), "",
+                  f"Verdicts (the opening paragraph's, by `genmix.metrics.paired.strategy_verdict`): a strategy helps "
+                  f"when its interval of Δ macro-F1 lies above 0 and, for a generative strategy, its mean Δ is above "
+                  f"that of `{CONTROL}` (real training images repeated to the synthetic set's count and class "
+                  f"balance), shown beside it:", "", _verdict_table(paired), ""]
     if several and summary:
         lines += ["95% confidence intervals of the mean (t-interval over seeds/folds):", "", _ci_table(summary), ""]
     elif summary:
