@@ -113,15 +113,59 @@ def cmd_train_gan(args) -> int:
 
 
 def cmd_synthesize(args) -> int:
-    from genmix.training.synthesize import synthesize
+    from genmix.training.synthesize import synthesize, synthesize_from_real
 
     per_class = None
     if args.per_class is not None:
         per_class = [int(v) for v in args.per_class.split(",")]
-    summary = synthesize(args.gan, args.out, per_class=per_class, balance=args.balance,
+    if args.from_real is not None:
+        return _synthesize_from_real(args, per_class, synthesize_from_real)
+    for flag in ("strength", "gamma", "data"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag} applies to --from-real edit|diffmix|oversample only")
+    if args.gan is None:
+        raise UsageError("--gan is required (the generator run to sample from)")
+    if per_class is None and not args.balance and args.ratio is None:
+        print("genmix: error: one of the arguments --per-class --balance --ratio is required", file=sys.stderr)
+        raise SystemExit(2)
+    summary = synthesize(args.gan, args.out, per_class=per_class, balance=args.balance, ratio=args.ratio,
                          labels=args.labels, gemix_rule=args.gemix_labels, psi=args.psi, seed=args.seed,
                          device=args.device or "cpu")
     print(f"genmix synthesize: {summary['n']} images {summary['per_class']} -> {summary['path']}")
+    return 0
+
+
+def _synthesize_from_real(args, per_class, synthesize_from_real) -> int:
+    from genmix.training.synthesize import from_real_settings
+
+    mode = args.from_real
+    from_real_settings(mode, args.strength, args.gamma)  # bad values: one line, exit 2, before any loading
+    if args.labels != "onehot" or args.psi != 1.0:
+        raise UsageError("--labels and --psi apply to plain synthesis, not to --from-real")
+    data = args.data
+    if mode == "oversample":
+        if args.gan is not None:
+            raise UsageError("--gan: an oversampled set holds real images and needs no generator; give --data")
+        if data is None:
+            raise UsageError("--data is required for --from-real oversample (the real training images)")
+        from genmix.data import load_dataset
+        from genmix.training.config import SubsetConfig
+
+        split_seed = args.split_seed or 0
+        data = SubsetConfig(**_subset_flags(args), split_seed=split_seed).reduce(load_dataset(data, seed=split_seed))
+    else:
+        if args.gan is None:
+            raise UsageError(f"--gan is required for --from-real {mode} (a diffusion generator run)")
+        if _subset_flags(args) or args.split_seed is not None:
+            raise UsageError("--split-seed and the subset flags apply to --from-real oversample; edit and diffmix "
+                             "start from the generator run's own training set")
+    summary = synthesize_from_real(args.gan, args.out, mode=mode, data=data, strength=args.strength,
+                                   gamma=args.gamma, per_class=per_class, balance=args.balance, ratio=args.ratio,
+                                   seed=args.seed, device=args.device or "cpu", log=_say)
+    detail = "" if mode == "oversample" else f", strength {summary['strength']:g}" + (
+        f", gamma {summary['gamma']:g}" if summary.get("gamma") is not None else "")
+    print(f"genmix synthesize --from-real {mode}: {summary['n']} images {summary['per_class']}{detail} "
+          f"-> {summary['path']}")
     return 0
 
 
@@ -229,7 +273,8 @@ def cmd_experiment(args) -> int:
                  epochs=args.epochs, patience=args.patience, device=args.device, impl=args.impl,
                  split_seed=args.split_seed,
                  gan_arch=args.gan_arch, gan_preset=args.gan_preset, gan_mirror=args.gan_mirror or None,
-                 gemix_labels=args.gemix_labels, **_subset_flags(args),
+                 gemix_labels=args.gemix_labels, edit_strength=args.edit_strength,
+                 diffmix_strength=args.diffmix_strength, diffmix_gamma=args.diffmix_gamma, **_subset_flags(args),
                  train_fractions=[float(v) for v in args.train_fractions.split(",")] if args.train_fractions else None,
                  strategies=args.strategies.split(",") if args.strategies else None)
     if flags["data"] is None and "data" not in file_values:
@@ -292,18 +337,38 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--no-progress", action="store_true", help="no progress bar")
     gan.set_defaults(func=cmd_train_gan)
 
-    syn = sub.add_parser("synthesize", help="generate a synthetic training set from a GAN run")
-    syn.add_argument("--gan", required=True, help="GAN run directory (from train-gan)")
+    syn = sub.add_parser("synthesize", help="generate a synthetic training set from a GAN run, or from real "
+                                            "images (--from-real)")
+    syn.add_argument("--gan", help="generator run directory (from train-gan); for --from-real edit|diffmix a "
+                                   "diffusion run")
     syn.add_argument("--out", required=True, help="output .npz (MedMNIST layout + soft_labels)")
-    count = syn.add_mutually_exclusive_group(required=True)
+    count = syn.add_mutually_exclusive_group()
     count.add_argument("--per-class", help="images per class: one number, or one per class (comma-separated)")
     count.add_argument("--balance", action="store_true", help="bring every class up to the largest class")
+    count.add_argument("--ratio", type=float,
+                       help="round(RATIO x real training images) in all, split evenly over the classes "
+                            "(--from-real default: 0.5, the '+50%%' setting an experiment appends)")
     syn.add_argument("--labels", choices=["onehot", "gemix"], default="onehot",
                      help="one-hot labels, or GeMix Dirichlet soft labels (default onehot)")
     syn.add_argument("--gemix-labels", choices=["paper", "code"], default="code",
                      help="GeMix label rule: paper (two class-biased Dirichlet vectors blended by lam ~ Beta) "
                           "or code (one Dirichlet, larger concentration on the chosen class; default)")
     syn.add_argument("--psi", type=float, default=1.0, help="truncation psi (1 = none)")
+    syn.add_argument("--from-real", choices=["edit", "diffmix", "oversample"],
+                     help="start from real training images: edit (noised to --strength, denoised with their own "
+                          "label by the diffusion run), diffmix (denoised towards another class, class-balanced "
+                          "targets, label (1 - s^gamma) y_src + s^gamma y_tgt) or oversample (the real images "
+                          "themselves, the control; no generator). Resumes an interrupted run of the same command")
+    syn.add_argument("--strength", type=float,
+                     help="--from-real edit|diffmix: noise level s in [0, 1] on the sampler's schedule (0: the "
+                          "image itself, 1: the label alone; default 0.5: the image's layout stays, detail is "
+                          "redrawn)")
+    syn.add_argument("--gamma", type=float,
+                     help="--from-real diffmix: label exponent gamma > 0 (default 1: the target's weight is s)")
+    syn.add_argument("--data", help="--from-real: the real images (dataset SPEC); edit|diffmix default to the "
+                                    "generator run's own training set, oversample needs it")
+    syn.add_argument("--split-seed", type=_nonneg_int, help="--from-real oversample: " + SPLIT_SEED_HELP)
+    _add_subset_flags(syn)
     syn.add_argument("--seed", type=_nonneg_int, default=0)
     syn.add_argument("--device", choices=["cpu", "cuda"])
     syn.set_defaults(func=cmd_synthesize)
@@ -388,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--data", help="dataset SPEC")
     exp.add_argument("--out", help="experiment directory")
     exp.add_argument("--strategies", help=f"comma-separated, from {','.join(STRATEGIES)} "
-                                          "(default none,mixup,cutmix,synth,genmix,gemix); mixup, genmix and "
+                                          "(default none,mixup,cutmix,oversample,synth,genmix,gemix; edit and "
+                                          "diffmix need --gan-arch diffusion); mixup, genmix and "
                                           "gemix take +balanced (class-balanced batches and partners) and "
                                           "+remix (Remix labels), e.g. gemix+balanced+remix")
     exp.add_argument("--folds", type=_nonneg_int, help="k-fold cross-validation over train+val (default: the data's split)")
@@ -411,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--gan-mirror", action="store_true",
                      help="x-flips of the generator's training images (only where anatomy has no handedness)")
     exp.add_argument("--gemix-labels", choices=["paper", "code"], help="GeMix label rule (default code)")
+    exp.add_argument("--edit-strength", type=float,
+                     help="edit: noise level s in [0, 1] on the sampler's schedule (default 0.5)")
+    exp.add_argument("--diffmix-strength", type=float, help="diffmix: noise level s in [0, 1] (default 0.5)")
+    exp.add_argument("--diffmix-gamma", type=float,
+                     help="diffmix: label exponent gamma > 0, label (1 - s^gamma) y_src + s^gamma y_tgt (default 1)")
     exp.add_argument("--rerun-changed", action="store_true",
                      help="replace stages whose settings changed since they ran (default: refuse)")
     exp.add_argument("--impl", choices=impls)

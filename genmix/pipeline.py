@@ -1,7 +1,9 @@
 """The whole comparison as one resumable pipeline (`genmix experiment`, `genmix demo`).
 
-dataset -> train GAN -> synthesize (one-hot and GeMix soft labels) -> FID -> train + evaluate a
-classifier per strategy x seed (x fold) -> report.md.
+dataset -> train GAN -> synthesize (one-hot and GeMix soft labels; with the diffusion generator
+also the real-guided "edit" and "diffmix" sets) -> FID -> train + evaluate a classifier per
+strategy x seed (x fold) -> report.md. The `oversample` control's set (real images drawn to the
+one-hot set's count and class balance) needs no generator and is drawn per fold.
 
 Every stage writes its outputs atomically under OUT. A stage is done when its output exists
 *and* its recorded settings (stage.json: the settings and their fingerprint) match the ones
@@ -29,7 +31,10 @@ from genmix.training.config import RunConfig, fingerprint
 
 __all__ = ["EXPERIMENT_PRESETS", "ExperimentConfig", "load_config_file", "run_experiment"]
 
-DEFAULT_STRATEGIES = ["none", "mixup", "cutmix", "synth", "genmix", "gemix"]
+# `oversample` is in by default: a generative strategy is called helpful only when it beats it.
+DEFAULT_STRATEGIES = ["none", "mixup", "cutmix", "oversample", "synth", "genmix", "gemix"]
+# Seeds of the sets an experiment draws (one-hot and GeMix sets use 1 and 2).
+SET_SEEDS = {"real": 3, "edit": 4, "diffmix": 5}
 STAGE = "stage.json"
 REBALANCING_OFF = {"mix_balance": False, "remix_kappa": None, "remix_tau": 0.5}
 REMIX_KAPPA = 3.0  # "+remix" strategies: Chou et al.'s kappa (tau 0.5, the classifier's default)
@@ -54,6 +59,12 @@ class ExperimentConfig(RunConfig):
     gan_kimg: float | None = None   # None: the GAN preset's length (its wall-clock budget)
     gan_mirror: bool = False        # x-flips of the generator's training images (where anatomy allows)
     synthetic_share: float = 0.5    # synthetic images per real training image (the "(50%)" setting)
+    # The real-guided sets (genmix.mixing.real_guided, whose EDIT_STRENGTH, DIFFMIX_STRENGTH and
+    # DIFFMIX_GAMMA these defaults are, with the reasons): noise level s in [0, 1] on the
+    # sampler's schedule, and diffmix's label exponent (label (1 - s^gamma) y_src + s^gamma y_tgt).
+    edit_strength: float = 0.5
+    diffmix_strength: float = 0.5
+    diffmix_gamma: float = 1.0
     psi: float = 1.0
     fid: bool = True                # evaluate the generator: FID/KID + floor, precision/recall, TSTR
     fid_extractor: str = "auto"     # TF-Inception when installed (random-feature fallback, flagged)
@@ -101,11 +112,21 @@ class ExperimentConfig(RunConfig):
             raise UsageError(f"gan_arch must be one or more of {', '.join(ARCHS)} (comma-separated), got {self.gan_arch!r}")
         if self.gemix_labels not in ("paper", "code"):
             raise UsageError(f"gemix_labels must be 'paper' or 'code', got {self.gemix_labels!r}")
+        from genmix.mixing.real_guided import check_gamma, check_strength
+
+        check_strength(self.edit_strength, "edit_strength")
+        check_strength(self.diffmix_strength, "diffmix_strength")
+        check_gamma(self.diffmix_gamma, "diffmix_gamma")
+        for label in self.strategies:
+            spec = _spec(label)
+            if spec.archs and not set(spec.archs) & set(_archs(self)):
+                raise UsageError(f"strategies: {label!r} needs a {' or '.join(spec.archs)} generator; add it to "
+                                 f"gan_arch (now {self.gan_arch!r})")
         return self
 
     @property
     def needs_gan(self) -> bool:
-        return any(_spec(s).needs_synthetic for s in self.strategies)
+        return any(_spec(s).generative for s in self.strategies)
 
 
 # Presets: "tiny" exercises every stage in about a minute (tests); "cpu" is the demo on a 2-core
@@ -188,10 +209,15 @@ def _archs(cfg: ExperimentConfig) -> list:
 
 def _labels(cfg: ExperimentConfig) -> list:
     """Strategy labels of the comparison: with several generator families, each generative
-    strategy runs once per family ("genmix@diffusion"), as in a strategy x generator table."""
+    strategy that any family can serve runs once per family ("genmix@diffusion"), as in a
+    strategy x generator table; one that only a family can serve (edit, diffmix: diffusion)
+    and the controls keep their plain name."""
     multi = len(_archs(cfg)) > 1
-    return [f"{s}@{a}" if multi and _spec(s).needs_synthetic else s
-            for s in cfg.strategies for a in (_archs(cfg) if multi and _spec(s).needs_synthetic else [None])]
+
+    def per_arch(s):
+        return multi and _spec(s).generative and _spec(s).archs is None
+
+    return [f"{s}@{a}" if per_arch(s) else s for s in cfg.strategies for a in (_archs(cfg) if per_arch(s) else [None])]
 
 
 def _spec(strategy: str):
@@ -204,7 +230,8 @@ def _spec(strategy: str):
 def _parse_label(cfg: ExperimentConfig, label: str):
     """(strategy, generator family) of a label."""
     strategy, _, arch = label.partition("@")
-    return strategy, arch or _archs(cfg)[0]
+    archs = _spec(strategy).archs
+    return strategy, arch or (archs[0] if archs else _archs(cfg)[0])
 
 
 def _classifier_runs(cfg: ExperimentConfig) -> list:
@@ -252,10 +279,33 @@ def _generator_key(cfg: ExperimentConfig, fold, arch=None):
     return (arch or _archs(cfg)[0], fold if cfg.folds else None)
 
 
-def _gan_dirs(out: Path, key, cfg: ExperimentConfig):
+def _suffix(key, cfg: ExperimentConfig) -> str:
     arch, fold = key
-    suffix = (f"-{arch}" if len(_archs(cfg)) > 1 else "") + ("" if fold is None else f"-fold{fold}")
+    return (f"-{arch}" if len(_archs(cfg)) > 1 else "") + ("" if fold is None else f"-fold{fold}")
+
+
+def _gan_dirs(out: Path, key, cfg: ExperimentConfig):
+    suffix = _suffix(key, cfg)
     return out / f"gan{suffix}", out / f"synthetic{suffix}"
+
+
+def _set_path(out: Path, kind: str, key, cfg: ExperimentConfig) -> Path:
+    """The npz a strategy's set lives in: synthetic{suffix}/onehot.npz or gemix.npz beside the
+    generator's samples, {edit,diffmix}{suffix}/<kind>.npz for the real-guided sets, and
+    oversample[-fold<k>]/oversample.npz for the control (one per fold: it has no generator)."""
+    if kind in ("onehot", "soft"):
+        return _gan_dirs(out, key, cfg)[1] / ("gemix.npz" if kind == "soft" else "onehot.npz")
+    if kind == "real":
+        fold = key[1]
+        return out / ("oversample" + ("" if fold is None else f"-fold{fold}")) / "oversample.npz"
+    return out / f"{kind}{_suffix(key, cfg)}" / f"{kind}.npz"
+
+
+def _synthetic_per_class(cfg: ExperimentConfig, dataset) -> int:
+    """Images per class of every set an experiment draws: synthetic_share of the real training
+    set, spread evenly over the classes (rounded up; the classifier appends a share of it)."""
+    n_train = len(dataset.splits["train"].labels)
+    return max(1, math.ceil(cfg.synthetic_share * n_train / dataset.num_classes))
 
 
 def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
@@ -265,8 +315,20 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
     stages = []
     evaluations = []  # after the classifiers: TRTR reuses the `none` run of the same recipe
     gen_settings = {}
+    set_settings = {}  # (set kind, generator key) -> the settings of the stage drawing that set
+    kinds = {_spec(s).synthetic for s in cfg.strategies}
     folds = list(range(cfg.folds)) if cfg.folds else [None]
     keys = [_generator_key(cfg, fold, arch) for arch in _archs(cfg) for fold in folds]
+    if "real" in kinds:
+        for fold in folds:
+            data = dataset if fold is None else kfold_splits(dataset, cfg.folds, fold, seed=cfg.split_seed)
+            path = _set_path(out, "real", (None, fold), cfg)
+            settings = dict(data=cfg.data, split_seed=cfg.split_seed, fold=fold, folds=cfg.folds,
+                            share=cfg.synthetic_share, seed=SET_SEEDS["real"], **_subset(cfg))
+            for arch in _archs(cfg):
+                set_settings[("real", _generator_key(cfg, fold, arch))] = settings
+            stages.append(Stage(path.parent.name, path.parent, settings,
+                                lambda st, d=data, p=path: _stage_oversample(cfg, _reduced(cfg, d), p)))
     for key in keys if cfg.needs_gan else []:
         arch, fold = key
         data = dataset if fold is None else kfold_splits(dataset, cfg.folds, fold, seed=cfg.split_seed)
@@ -280,6 +342,17 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
                             lambda st, d=data, a=arch: _stage_gan(cfg, d, st.dir, a, bar=st.bar)))
         stages.append(Stage(f"synthesize{label}", syn_dir, syn,
                             lambda st, d=data, g=gan_dir: _stage_synthesize(cfg, _reduced(cfg, d), g, st.dir)))
+        for kind in ("edit", "diffmix"):
+            if kind not in kinds or arch != "diffusion":
+                continue
+            path = _set_path(out, kind, key, cfg)
+            real = dict(gan=fingerprint(gan), share=cfg.synthetic_share, seed=SET_SEEDS[kind],
+                        strength=cfg.edit_strength if kind == "edit" else cfg.diffmix_strength,
+                        **({"gamma": cfg.diffmix_gamma} if kind == "diffmix" else {}))
+            set_settings[(kind, key)] = real
+            stages.append(Stage(path.parent.name, path.parent, real,
+                                lambda st, d=data, g=gan_dir, k=kind, p=path: _stage_real_guided(
+                                    cfg, _reduced(cfg, d), g, p, k)))
         if cfg.fid:
             evaluations.append(Stage(f"evaluate-generator{label}", gan_dir / "evaluation",
                                      dict(gan=fingerprint(gan), n=cfg.fid_n, extractor=cfg.fid_extractor,
@@ -292,8 +365,13 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
         strategy, arch = _parse_label(cfg, label)
         key = _generator_key(cfg, fold, arch)
         spec = _spec(strategy)
+        synthetic_set = None
+        if spec.synthetic in ("onehot", "soft"):
+            synthetic_set = gen_settings.get(key)
+        elif spec.needs_synthetic:
+            synthetic_set = set_settings.get((spec.synthetic, key))
         settings = dict(_classifier_config(cfg, strategy, seed, out, key).to_dict(), fold=fold, folds=cfg.folds,
-                        data=cfg.data, synthetic_set=gen_settings.get(key) if spec.needs_synthetic else None)
+                        data=cfg.data, synthetic_set=synthetic_set)
         settings.pop("impl")
         for name, off in REBALANCING_OFF.items():  # left out while off: earlier runs stay valid
             if settings.get(name) == off:
@@ -410,12 +488,32 @@ def _stage_gan(cfg: ExperimentConfig, data, gan_dir: Path, arch: str, bar):
 def _stage_synthesize(cfg: ExperimentConfig, dataset, gan_dir: Path, syn_dir: Path):
     from genmix.training.synthesize import interpolation_strip, synthesize
 
-    n_train = len(dataset.splits["train"].labels)
-    per_class = max(1, math.ceil(cfg.synthetic_share * n_train / dataset.num_classes))
+    per_class = _synthetic_per_class(cfg, dataset)
     for seed, labels in enumerate(("onehot", "gemix")):
         synthesize(gan_dir, syn_dir / f"{labels}.npz", per_class=per_class, labels=labels, psi=cfg.psi,
                    gemix_rule=cfg.gemix_labels, seed=seed + 1, device=cfg.device or "cpu")
     interpolation_strip(gan_dir, syn_dir / "interpolation.png", device=cfg.device or "cpu")
+
+
+def _stage_oversample(cfg: ExperimentConfig, dataset, path: Path):
+    """The control's set: real training images drawn to the one-hot set's per-class counts, in
+    its row order, so a classifier seed appends the same count and class histogram as "synth"."""
+    from genmix.training.synthesize import synthesize_from_real
+
+    synthesize_from_real(None, path, mode="oversample", data=dataset, per_class=_synthetic_per_class(cfg, dataset),
+                         seed=SET_SEEDS["real"])
+
+
+def _stage_real_guided(cfg: ExperimentConfig, dataset, gan_dir: Path, path: Path, kind: str):
+    """An edit or diffmix set from the experiment's diffusion generator, as many images per class
+    as the one-hot set (diffmix: per target class); resumes from its chunks after a crash."""
+    from genmix.training.synthesize import synthesize_from_real
+
+    strength = cfg.edit_strength if kind == "edit" else cfg.diffmix_strength
+    synthesize_from_real(gan_dir, path, mode=kind, data=dataset, strength=strength,
+                         gamma=cfg.diffmix_gamma if kind == "diffmix" else None,
+                         per_class=_synthetic_per_class(cfg, dataset), seed=SET_SEEDS[kind],
+                         device=cfg.device or "cpu")
 
 
 def _stage_evaluate_generator(cfg: ExperimentConfig, data, gan_dir: Path, stage_dir: Path, out: Path, key):
@@ -438,10 +536,7 @@ def _classifier_config(cfg: ExperimentConfig, strategy, seed, out: Path, key):
     rebalancing = dict(mix_balance=True) if modifiers["balanced"] else {}
     if modifiers["remix"]:
         rebalancing["remix_kappa"] = REMIX_KAPPA
-    synthetic = None
-    if spec.needs_synthetic:
-        _, syn_dir = _gan_dirs(out, key, cfg)
-        synthetic = str(syn_dir / ("gemix.npz" if spec.synthetic == "soft" else "onehot.npz"))
+    synthetic = str(_set_path(out, spec.synthetic, key, cfg)) if spec.needs_synthetic else None
     return ClassifierConfig(model=cfg.model, mix=spec.name, synthetic=synthetic, epochs=cfg.epochs,
                             patience=cfg.patience,
                             batch=cfg.batch, lr=cfg.lr, seed=seed, split_seed=cfg.split_seed, impl=cfg.impl,
