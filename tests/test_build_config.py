@@ -227,14 +227,14 @@ def test_scripts_parse(script):
     assert out.returncode == 0, out.stderr
 
 
-def test_gpu_check_dry_run_prints_the_plan_within_nine_minutes(tmp_path):
+def test_gpu_check_dry_run_prints_the_plan_within_eight_minutes(tmp_path):
     cmd = ["bash", str(ROOT / "scripts" / "gpu-check.sh"), "--dry-run", "--data", str(tmp_path / "d.npz")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     plan_lines = [line for line in out.stdout.splitlines() if "] timeout " in line]
     steps = [line.split("[")[1].split("]")[0] for line in plan_lines]
-    assert steps == ["build", "info", "tests", "bench-ops", "bench-gan", "train"]
-    assert sum(int(line.split("timeout ")[1].split("s:")[0]) for line in plan_lines) <= 9 * 60
+    assert steps == ["build", "info", "tests", "opcheck", "resume", "experiment", "report"]
+    assert sum(int(line.split("timeout ")[1].split("s:")[0]) for line in plan_lines) <= 8 * 60
     assert "-m cuda" in out.stdout and "--preset gpu" in out.stdout and str(tmp_path / "d.npz") in out.stdout
     assert "GENMIX_CUDA=1" in out.stdout and "TORCH_CUDA_ARCH_LIST=" in out.stdout
 
