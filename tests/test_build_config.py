@@ -228,6 +228,7 @@ def test_scripts_parse(script):
 
 
 def test_gpu_check_dry_run_prints_the_plan_within_eight_minutes(tmp_path):
+    (tmp_path / "d.npz").touch()  # present: the plan includes the main job
     cmd = ["bash", str(ROOT / "scripts" / "gpu-check.sh"), "--dry-run", "--data", str(tmp_path / "d.npz")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
