@@ -31,6 +31,11 @@ class BatchMixer:
     with N' = batch_multiplier * N. All randomness comes from `generator`, so a seeded generator
     reproduces every batch. `last_params` holds the random choices of the latest call (lambda,
     partner index, ...) for logging.
+    `seed_generator` (an attribute, None by default; `make_mixer(..., seed_generator=g)`) is where
+    the fused ops (`genmix.ops.mix_batch`, `sample_beta`) draw their per-call seeds; None means
+    `generator`. A seed is a number the host needs, so drawing it from a CUDA generator reads the
+    device back and waits for it every step; a CPU generator here keeps a CUDA mixer free of
+    host synchronisation while every tensor-sized draw stays on the device.
     """
 
     name = "none"
@@ -45,8 +50,14 @@ class BatchMixer:
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.num_classes = num_classes
         self.generator = generator
+        self.seed_generator: Optional[torch.Generator] = None
         self.impl = impl
         self.last_params: dict = {}
+
+    @property
+    def op_generator(self) -> Optional[torch.Generator]:
+        """The generator the fused ops draw their seeds from: `seed_generator`, else `generator`."""
+        return self.seed_generator if self.seed_generator is not None else self.generator
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -101,12 +112,13 @@ def generator_device(generator: Optional[torch.Generator]) -> torch.device:
 
 def random_permutation(n: int, generator: Optional[torch.Generator], device) -> torch.Tensor:
     """A random permutation of range(n) on `device`, drawn from `generator`."""
-    return torch.randperm(n, generator=generator, device=generator_device(generator)).to(device)
+    return torch.randperm(n, generator=generator, device=generator_device(generator)).to(device, non_blocking=True)
 
 
 def uniform(shape, generator: Optional[torch.Generator], device, dtype=torch.float32) -> torch.Tensor:
     """U[0, 1) samples on `device`, drawn from `generator`."""
-    return torch.rand(shape, generator=generator, device=generator_device(generator), dtype=dtype).to(device)
+    return torch.rand(shape, generator=generator, device=generator_device(generator), dtype=dtype).to(
+        device, non_blocking=True)
 
 
 def balanced_index(classes: torch.Tensor, generator: Optional[torch.Generator], num_classes: int) -> torch.Tensor:

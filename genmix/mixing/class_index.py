@@ -13,19 +13,32 @@ __all__ = ["ClassIndex"]
 
 
 class ClassIndex:
-    """Indices of items (classes (n,) int) sorted by class, with every class's count and start."""
+    """Indices of items (classes (n,) int) sorted by class, with every class's count and start.
+
+    Built and used with tensor operations only (no bincount, nonzero or .item(), which read the
+    device back on a GPU), so a class-balanced draw costs no host synchronisation."""
 
     def __init__(self, classes: torch.Tensor, num_classes: int):
         classes = classes.to(torch.int64)
         self.size = classes.shape[0]
         self.order = torch.argsort(classes, stable=True)
-        self.counts = torch.bincount(classes, minlength=num_classes)
+        self.counts = torch.zeros(num_classes, dtype=torch.int64, device=classes.device).scatter_add_(
+            0, classes, torch.ones_like(classes))
         self.starts = torch.cumsum(self.counts, 0) - self.counts
-        self.present = torch.nonzero(self.counts > 0).reshape(-1)  # the classes a balanced draw picks from
+        # How many classes are present up to and including each class: the k-th present class
+        # (from 0) is the first one where this count reaches k + 1.
+        self._present_cumsum = torch.cumsum(self.counts > 0, 0)
+
+    @property
+    def present(self) -> torch.Tensor:
+        """The classes a balanced draw picks from (those with at least one item)."""
+        return torch.nonzero(self.counts > 0).reshape(-1)
 
     def pick_class(self, u: torch.Tensor) -> torch.Tensor:
         """A class per uniform number in u, uniform over the classes present."""
-        return self.present[(u * len(self.present)).long().clamp_(max=len(self.present) - 1)]
+        n_present = self._present_cumsum[-1]
+        k = (u * n_present).long().clamp_(max=n_present - 1)
+        return torch.searchsorted(self._present_cumsum, k + 1)
 
     def pick_within(self, classes: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """An item of each wanted class, uniform within it, from one uniform number each. A class

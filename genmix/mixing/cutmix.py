@@ -33,14 +33,17 @@ class CutMix(BatchMixer):
         n, _, h, w = x.shape
         index = random_permutation(n, self.generator, x.device)
         draws = n if self.per_sample else 1
-        lam = sample_beta(draws, self.alpha, self.alpha, generator=self.generator,
-                          device=generator_device(self.generator), impl=self.impl).double().cpu()
-        centre = uniform((draws, 2), self.generator, "cpu", torch.float64)
+        # The boxes are computed where the images are (float64 arithmetic, the same on every
+        # device), so a GPU batch never waits for a round trip through the host.
+        lam = sample_beta(draws, self.alpha, self.alpha, generator=self.op_generator,
+                          device=generator_device(self.op_generator), impl=self.impl).double().to(
+                              x.device, non_blocking=True)
+        centre = uniform((draws, 2), self.generator, x.device, torch.float64)
         box = _boxes(lam, centre, h, w).expand(n, 4)
 
         rows = torch.arange(h, device=x.device)
         cols = torch.arange(w, device=x.device)
-        y0, y1, x0, x1 = box.to(x.device).unbind(1)
+        y0, y1, x0, x1 = box.unbind(1)
         in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])
         in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])
         inside = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
@@ -48,7 +51,7 @@ class CutMix(BatchMixer):
 
         area = ((y1 - y0) * (x1 - x0)).to(torch.float32) / (h * w)
         y_mix = (1 - area)[:, None] * y_soft + area[:, None] * y_soft[index]
-        self.last_params = {"lam": 1 - area, "index": index, "box": box.to(x.device)}
+        self.last_params = {"lam": 1 - area, "index": index, "box": box}
         return x_mix, y_mix
 
 

@@ -50,7 +50,7 @@ class GenMix(BatchMixer):
         x_syn, y_syn, index = self.pool.draw_like(x, self.generator, y_soft if self.class_match else None,
                                                   balanced=self.balanced)
         x_mix, y_mix, lam = mix_batch(x_syn, y_syn, x, y_soft, alpha=self.alpha, dist="beta_a1",
-                                      generator=self.generator, impl=self.impl)
+                                      generator=self.op_generator, impl=self.impl)
         if self.remix is not None:
             y_mix = self.remix.labels(lam, y_syn, y_soft)
         self.last_params = {"lam": lam, "index": index}

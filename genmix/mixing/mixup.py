@@ -39,7 +39,7 @@ class Mixup(BatchMixer):
         else:
             index = random_permutation(x.shape[0], self.generator, x.device)
         x_mix, y_mix, lam = mix_batch(x, y_soft, x[index], y_soft[index], alpha=self.alpha, dist="beta",
-                                      generator=self.generator, impl=self.impl)
+                                      generator=self.op_generator, impl=self.impl)
         if self.remix is not None:
             y_mix = self.remix.labels(lam, y_soft, y_soft[index])
         self.last_params = {"lam": lam, "index": index}

@@ -67,9 +67,11 @@ class SyntheticPool:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         gen_device = generator.device if generator is not None else "cpu"
         if balanced and like_labels is None:
-            pick = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
+            pick = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(
+                self.device, non_blocking=True)
             like_labels = self._by_class.pick_class(pick)
-        u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(self.device)
+        u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(
+            self.device, non_blocking=True)
         anywhere = (u * len(self)).long().clamp_(max=len(self) - 1)
         if like_labels is None:
             return anywhere
@@ -101,8 +103,10 @@ class SyntheticPool:
             if labels.shape != (n, self.num_classes):
                 raise ValueError(f"like_labels: soft labels must have shape ({n}, {self.num_classes}), "
                                  f"got {tuple(labels.shape)}")
-            labels = labels.argmax(dim=1)
-        elif labels.shape != (n,):
+            # An arg-max lies in [0, K) by construction: no range check, which would read a GPU
+            # tensor back to the host on every draw.
+            return labels.argmax(dim=1).to(device=self.device, non_blocking=True)
+        if labels.shape != (n,):
             raise ValueError(f"like_labels: class indices must have shape ({n},), got {tuple(labels.shape)}")
         labels = labels.to(device=self.device, dtype=torch.int64)
         if n and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):

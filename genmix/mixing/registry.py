@@ -148,13 +148,15 @@ def parse_strategy(label: str):
 
 def make_mixer(strategy: str, num_classes: int, *, alpha: Optional[float] = None,
                synthetic: Optional[SyntheticPool] = None, generator: Optional[torch.Generator] = None,
-               impl: str = "auto", **kw) -> BatchMixer:
+               impl: str = "auto", seed_generator: Optional[torch.Generator] = None, **kw) -> BatchMixer:
     """The BatchMixer for `strategy` (one of STRATEGIES).
 
     alpha: the strategy's mixing parameter (None: its registered default; ignored by strategies
     that take none). synthetic: the SyntheticPool that pooled strategies ("genmix", "gemix")
-    draw from. impl: the backend of the fused ops (see genmix.ops). Further keywords go to the
-    strategy's class, e.g. per_sample=True for "cutmix" or severity=3 for "augmix".
+    draw from. impl: the backend of the fused ops (see genmix.ops). seed_generator: where the
+    fused ops draw their seeds (see BatchMixer; a CPU generator for a mixer on a GPU). Further
+    keywords go to the strategy's class, e.g. per_sample=True for "cutmix" or severity=3 for
+    "augmix".
     """
     spec = get_strategy(strategy)
     if synthetic is not None and not isinstance(synthetic, SyntheticPool):
@@ -162,9 +164,14 @@ def make_mixer(strategy: str, num_classes: int, *, alpha: Optional[float] = None
     common = dict(generator=generator, impl=impl, **kw)
     if spec.default_alpha is not None and alpha is not None:
         common["alpha"] = alpha
+    if seed_generator is not None and not isinstance(seed_generator, torch.Generator):
+        raise TypeError(f"seed_generator must be a torch.Generator or None, got {type(seed_generator).__name__}")
     if spec.pooled:
         if synthetic is None:
             raise ValueError(f"synthetic: strategy {strategy!r} mixes real with synthetic images and needs a "
                              "SyntheticPool (e.g. SyntheticPool.from_npz(path, num_classes))")
-        return spec.cls(num_classes, synthetic, **common)
-    return spec.cls(num_classes, **common)
+        mixer = spec.cls(num_classes, synthetic, **common)
+    else:
+        mixer = spec.cls(num_classes, **common)
+    mixer.seed_generator = seed_generator
+    return mixer

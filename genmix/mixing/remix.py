@@ -49,13 +49,21 @@ class Remix:
         if y_a.shape != y_b.shape or y_a.ndim != 2 or y_a.shape[1] != len(self.class_counts):
             raise ValueError(f"y_a and y_b must both have shape (n, {len(self.class_counts)}), got "
                              f"{tuple(y_a.shape)} and {tuple(y_b.shape)}")
-        counts = torch.tensor(self.class_counts, dtype=torch.float64, device=y_a.device)
+        counts = self._counts_on(y_a.device)
         n_a, n_b = counts[y_a.argmax(1)], counts[y_b.argmax(1)]
         w = lam.reshape(-1).to(device=y_a.device, dtype=torch.float32)
         a_majority = (n_a >= self.kappa * n_b) & (n_a > n_b)
         b_majority = (n_b >= self.kappa * n_a) & (n_b > n_a)
         w = torch.where(a_majority & (w < self.tau), torch.zeros_like(w), w)
         return torch.where(b_majority & (1 - w < self.tau), torch.ones_like(w), w)
+
+    def _counts_on(self, device) -> torch.Tensor:
+        """The class counts as a float64 tensor on `device`, made once per device (a tensor built
+        from a list on a GPU is a blocking copy: every step would wait for the device)."""
+        cache = self.__dict__.setdefault("_counts", {})
+        if device not in cache:
+            cache[device] = torch.tensor(self.class_counts, dtype=torch.float64, device=device)
+        return cache[device]
 
     def labels(self, lam: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor) -> torch.Tensor:
         """The Remix label (n, K) of x = lam * x_a + (1 - lam) * x_b."""

@@ -7,15 +7,28 @@ validation macro-F1 is kept (early stopping watches the same number: on imbalanc
 sets accuracy rewards ignoring the rare class).
 
 A run directory (genmix.training.run) holds config.json, run.json, checkpoints/ (one per
-epoch, for --resume), best.safetensors (the weights to evaluate) and history.jsonl (one line per
-epoch). The data's split comes from `split_seed`, never from the model seed, and a synthetic set
-whose generator trained on any of this run's val/test images is refused.
+epoch by default, for --resume; `checkpoint_s` spaces them out), best.safetensors (the weights
+to evaluate, written with each checkpoint) and history.jsonl (one line per epoch). The data's
+split comes from `split_seed`, never from the model seed, and a synthetic set whose generator
+trained on any of this run's val/test images is refused.
+
+The data path is the same on every device and built for a GPU that must never wait for the
+host: the training (and validation) images live on the training device as uint8 for the whole
+run and become float one batch at a time, there; an epoch's order and flip coins are drawn on
+the host (one CPU generator, so a seed gives the same batches on every device) and copied to the
+device once per epoch; batch slicing, gathering, flips, mixing and synthetic-pool draws run on
+the device; a step reads nothing back (losses stay on the device and are checked for NaN/inf
+once per epoch, at its end, which still stops the run before a non-finite epoch is saved). On
+CUDA the model trains in channels_last with bfloat16 autocast and a fused optimiser step, and the
+mixer's fused ops take their seeds from a CPU generator of their own (a CUDA generator would be
+read back every step). On the CPU the batches and the arithmetic are exactly the earlier ones.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +53,7 @@ class ClassifierConfig(SubsetConfig):
 
     KIND = "classifier"
     RESUMABLE = ("epochs", "patience")
-    VOLATILE = ("impl", "amp")
+    VOLATILE = ("impl", "amp", "checkpoint_s")
 
     model: str = "resnet18"
     mix: str = "none"
@@ -63,6 +76,7 @@ class ClassifierConfig(SubsetConfig):
     dropout: float = 0.0
     hflip: bool = False                 # random horizontal flips of real images
     amp: bool = True                    # bfloat16 autocast on GPUs
+    checkpoint_s: float = 0.0           # checkpoint at an epoch's end once this many seconds passed (0: every epoch)
     seed: int = 0
     split_seed: int = 0                 # draws the data's splits where it has none (never the model seed)
     impl: str = "auto"
@@ -93,6 +107,9 @@ class ClassifierConfig(SubsetConfig):
             raise UsageError(f"epochs and batch must be >= 1, got {self.epochs} and {self.batch}")
         if not self.lr > 0:
             raise UsageError(f"lr must be > 0, got {self.lr}")
+        if isinstance(self.checkpoint_s, bool) or not isinstance(self.checkpoint_s, (int, float)) \
+                or not self.checkpoint_s >= 0:
+            raise UsageError(f"checkpoint_s must be a number of seconds >= 0, got {self.checkpoint_s!r}")
         return self
 
 
@@ -139,6 +156,16 @@ def predict(model, images_nhwc: np.ndarray, *, batch: int = 256, device="cpu", f
     return p
 
 
+@torch.no_grad()
+def _predict_resident(model, x_u8: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Class probabilities (N, K) float32 of uint8 NCHW images already on the model's device: the
+    same batches and arithmetic as `predict`, read back to the host once."""
+    model.eval()
+    probs = [torch.softmax(model(_to_float(x_u8[start:start + batch])).float(), dim=1)
+             for start in range(0, len(x_u8), batch)]
+    return torch.cat(probs).cpu() if probs else torch.zeros(0, getattr(model, "num_classes", 0))
+
+
 def load_classifier(run_dir, device="cpu"):
     """(model, cfg) with the run's best weights, in eval mode."""
     run_dir = Path(run_dir)
@@ -168,7 +195,8 @@ class ClassifierTrainer(Trainer):
 
     Every strategy runs through the same loop: batches go through the strategy's BatchMixer and
     the loss is the mixer's. The epoch's end validates on val macro-F1, keeps the best weights
-    and decides early stopping.
+    and decides early stopping. The data stays on the training device for the whole run and a
+    step never waits for the host (see the module docstring).
     """
 
     def __init__(self, cfg: ClassifierConfig, dataset, dist: gdist.DistInfo):
@@ -192,31 +220,40 @@ class ClassifierTrainer(Trainer):
         elif spec.pooled:
             pool = SyntheticPool.from_npz(cfg.synthetic, cfg.num_classes, resolution=tuple(cfg.resolution),
                                           device=dev)
-        self.x_train = _nchw_uint8(images)
-        self.y_train = torch.from_numpy(soft)
+        # Resident on the training device for the whole run, as bytes (a quarter of float32).
+        self.x_train = _nchw_uint8(images).to(dev)
+        self.y_train = torch.from_numpy(soft).to(dev)
+        self.x_val = _nchw_uint8(self.val.images).to(dev)
 
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg).to(dev)
         if dev.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # every training batch has the same shape
         gdist.broadcast_module(self.model)
         self.train_model = self.model
         if dist.enabled:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        # On CUDA one fused kernel updates every parameter; the CPU keeps torch's default (and so
+        # its results bit for bit).
+        fused = {"fused": True} if dev.type == "cuda" else {}
         if cfg.optimizer == "adamw":
-            self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
         else:
             self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9,
-                                       weight_decay=cfg.weight_decay, nesterov=True)
+                                       weight_decay=cfg.weight_decay, nesterov=True, **fused)
         self.per_rank = max(cfg.batch // dist.world_size, 1)
         self.steps_per_epoch = max(len(self.x_train) // (self.per_rank * dist.world_size), 1)
         self.total = self.steps_per_epoch * cfg.epochs
         self.warmup = int(cfg.warmup_epochs * self.steps_per_epoch)
         # One generator orders the data (the same on every process, each takes its shard);
-        # another, per process, drives the mixer.
+        # another, per process, drives the mixer. On a GPU the mixer's fused ops draw their seeds
+        # from a third, on the CPU (a seed drawn from a CUDA generator is a read-back per step).
         self.order_rng = torch.Generator().manual_seed(cfg.seed)
         self.mix_rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + dist.rank + 1)
+        self.seed_rng = (torch.Generator().manual_seed(cfg.seed * 1000 + dist.rank + 1)
+                         if dev.type != "cpu" else None)
         rebalancing = {}
         if spec.rebalances:
             # Remix counts the real training set: the imbalance it corrects is the data's.
@@ -224,13 +261,17 @@ class ClassifierTrainer(Trainer):
                      if cfg.remix_kappa is not None else None)
             rebalancing = dict(balanced=cfg.mix_balance, remix=remix)
         self.mixer = make_mixer(cfg.mix, cfg.num_classes, alpha=cfg.alpha, synthetic=pool,
-                                generator=self.mix_rng, impl=cfg.impl, **rebalancing)
+                                generator=self.mix_rng, impl=cfg.impl, seed_generator=self.seed_rng,
+                                **rebalancing)
         self.state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "stale": 0}
         self.use_amp = cfg.amp and dev.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.summary: dict = {}
-        self._order = None
+        self._order = None          # this epoch's (order, flips), on the device
+        self._losses = None         # this epoch's training losses, on the device until its end
+        self._best = None           # the best weights since the last checkpoint, not yet on disk
+        self._last_checkpoint = time.monotonic()
 
     @property
     def progress(self) -> int:
@@ -241,31 +282,40 @@ class ClassifierTrainer(Trainer):
         return self.state["epoch"] >= self.cfg.epochs or bool(stopped)
 
     def rng_streams(self) -> dict:
-        return {"order": (self.order_rng, False), "mix": (self.mix_rng, True)}
+        streams = {"order": (self.order_rng, False), "mix": (self.mix_rng, True)}
+        if self.seed_rng is not None:
+            streams["mix_seeds"] = (self.seed_rng, True)
+        return streams
 
     def _epoch_order(self):
+        """This epoch's order of the training images and a flip coin per image, drawn on the host
+        from the order generator (the same draws on every device)."""
+        n = len(self.x_train)
         if self.cfg.class_balanced or self.cfg.mix_balance:
-            from genmix.mixing import class_balanced_sampler
-
-            sampler = class_balanced_sampler(self.y_train.argmax(1), generator=self.order_rng)
-            order = torch.tensor(list(sampler), dtype=torch.long)[: len(self.x_train)]
+            # class_balanced_sampler's own draw (one multinomial over 1 / class count), without
+            # going through its Python iterator.
+            classes = self.y_train.argmax(1).cpu()
+            weights = 1.0 / torch.bincount(classes)[classes].double()
+            order = torch.multinomial(weights, n, True, generator=self.order_rng)
         else:
-            order = torch.randperm(len(self.x_train), generator=self.order_rng)
-        flips = torch.rand(len(self.x_train), generator=self.order_rng) < 0.5
+            order = torch.randperm(n, generator=self.order_rng)
+        flips = torch.rand(n, generator=self.order_rng) < 0.5
         return order, flips
 
     def step(self) -> dict:
         cfg, dev, ws = self.cfg, self.device, self.dist.world_size
         i = self.state["step"] - self.state["epoch"] * self.steps_per_epoch
         if i == 0 or self._order is None:
-            self._order = self._epoch_order()
+            order, flips = self._epoch_order()
+            self._order = (order.to(dev, non_blocking=True), flips.to(dev, non_blocking=True))
+            self._losses = torch.zeros(self.steps_per_epoch, device=dev)
             self.train_model.train()
         order, flips = self._order
         idx = order[i * self.per_rank * ws:(i + 1) * self.per_rank * ws][self.dist.rank::ws]
-        x = _to_float(self.x_train[idx].to(dev, non_blocking=True))
+        x = _to_float(self.x_train.index_select(0, idx))
         if cfg.hflip:
-            x = torch.where(flips[idx].to(dev).view(-1, 1, 1, 1), x.flip(3), x)
-        x, y = self.mixer(x, self.y_train[idx].to(dev))
+            x = torch.where(flips.index_select(0, idx).view(-1, 1, 1, 1), x.flip(3), x)
+        x, y = self.mixer(x, self.y_train.index_select(0, idx))
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         for group in self.opt.param_groups:
@@ -276,41 +326,66 @@ class ClassifierTrainer(Trainer):
         if cfg.label_smoothing:
             loss = (1 - cfg.label_smoothing) * loss + cfg.label_smoothing * \
                 (-torch.log_softmax(logits.float(), 1).mean(1)).mean()
-        if not torch.isfinite(loss):
-            raise UserRunError(f"non-finite training loss at epoch {self.state['epoch'] + 1}, step {i}; "
-                               f"the last checkpoint was kept (try a lower --lr)")
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        loss = loss.detach()
+        self._losses[i] = loss  # checked at the epoch's end: no read-back here
         self.state["step"] += 1
-        return {"train_loss": loss.detach()}
+        return {"train_loss": loss}
 
     def period_done(self) -> bool:
         return self.state["step"] >= (self.state["epoch"] + 1) * self.steps_per_epoch
 
+    def _check_losses(self) -> None:
+        """The epoch's losses, read back once: a non-finite one stops the run before this epoch's
+        weights are validated, kept as the best or checkpointed."""
+        if self._losses is None:
+            return
+        bad = torch.nonzero(~torch.isfinite(self._losses.cpu())).reshape(-1)
+        if len(bad):
+            raise UserRunError(f"non-finite training loss at epoch {self.state['epoch'] + 1}, step {int(bad[0])}; "
+                               f"the last checkpoint was kept (try a lower --lr)")
+
     def end_period(self, run: Run, means: dict) -> dict:
         from genmix.metrics import classification_metrics
 
+        self._check_losses()
         gdist.broadcast_buffers(self.model)
-        val_probs = predict(self.model, self.val.images, device=self.device)
+        val_probs = _predict_resident(self.model, self.x_val).double().numpy()
         val = classification_metrics(val_probs, self.val.labels, self.cfg.class_names)
         st = self.state
         st["epoch"] += 1
-        self._order = None
+        self._order = self._losses = None
         improved = val["macro_f1"] > st["best_f1"]
         if improved:
             st.update(best_f1=float(val["macro_f1"]), best_epoch=st["epoch"], stale=0)
+            # A copy where the model is; written to best.safetensors with the next checkpoint, so
+            # the file always matches the newest checkpoint's best epoch.
+            self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             st["stale"] += 1
-        if improved and self.dist.is_main:
-            with atomic_path(run.dir / "best.safetensors") as tmp:
-                save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
         line = dict(epoch=st["epoch"], train_loss=means.get("train_loss", float("nan")),
                     val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], val_auc=val["auc"],
                     lr=self.opt.param_groups[0]["lr"])
         self.summary = dict(st, last=line)
         return line
+
+    def checkpoint_due(self) -> bool:
+        """Every epoch by default; with checkpoint_s, once that many seconds have passed since the
+        last checkpoint (a resume then repeats at most those seconds of training). Rank 0 decides."""
+        if not self.cfg.checkpoint_s:
+            return True
+        due = time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint_s
+        return bool(gdist.all_gather_objects(due)[0]) if self.dist.enabled else due
+
+    def before_checkpoint(self, run: Run) -> None:
+        self._last_checkpoint = time.monotonic()
+        if self._best is not None and self.dist.is_main:
+            with atomic_path(run.dir / "best.safetensors") as tmp:
+                save_file({k: v.cpu().contiguous() for k, v in self._best.items()}, str(tmp))
+        self._best = None
 
     def postfix(self, stats: dict) -> dict:
         return {"epoch": self.state["epoch"], "loss": f"{stats.get('train_loss', float('nan')):.4f}",
@@ -324,6 +399,7 @@ class ClassifierTrainer(Trainer):
         self.opt.load_state_dict(state["opt"])
         self.state.update(state["progress"])
         self.summary = dict(self.state)
+        self._best = None
 
 
 def train_classifier(data, out_dir, cfg, *, resume=False, device=None, progress=True,

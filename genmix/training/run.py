@@ -79,6 +79,10 @@ class Trainer:
     period's work (validation, sample grids) and returns extra statistics for the log.
     `rng_streams()` maps names to (torch.Generator, per_rank): per-rank streams are reseeded
     per rank on a resume with another process count, shared ones are taken from rank 0.
+    `checkpoint_due()` (after `end_period`) says whether this period's end is checkpointed; the
+    harness always checkpoints the last period of a run and of a call that stops at max_steps,
+    and the answer must be the same on every rank. `before_checkpoint(run)` runs just before
+    the state is saved (a trainer that keeps files in step with its checkpoints writes them there).
     """
 
     cfg: RunConfig
@@ -95,6 +99,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None: ...
     def rng_streams(self) -> dict: return {}
     def postfix(self, stats: dict) -> dict: return {}
+    def checkpoint_due(self) -> bool: return True
+    def before_checkpoint(self, run: "Run") -> None: ...
 
 
 class StatsAccumulator:
@@ -258,8 +264,21 @@ class Run:
             self.say(f"resuming from {ckpt.stem} at {_format_progress(trainer)}")
         elif self.resume:
             self.say(f"{self.dir} has no complete checkpoint yet: starting from the beginning")
+        if self.resume:
+            self._trim_log(trainer)
         self._update_info(starts=start)
         return ckpt
+
+    def _trim_log(self, trainer: Trainer) -> None:
+        """Drop log lines past the state just restored: a trainer that does not checkpoint every
+        period logs periods that a resume then runs again, and each period is logged once."""
+        path = self.dir / self.log_name
+        if not self.dist.is_main or not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if line.strip() and _logged_at(line, trainer.unit) <= trainer.progress]
+        if len(kept) != len(lines):
+            write_text(path, "".join(line + "\n" for line in kept))
 
     def _rng_state(self, trainer: Trainer) -> dict:
         state = {name: gen.get_state().cpu() for name, (gen, _) in trainer.rng_streams().items()}
@@ -292,6 +311,9 @@ class Run:
 
     def checkpoint(self, trainer: Trainer, keep: int = 3) -> Optional[Path]:
         """Save the trainer's state and every rank's RNG state; returns the path on rank 0."""
+        hook = getattr(trainer, "before_checkpoint", None)
+        if hook is not None:
+            hook(self)
         rng = self._rng_state(trainer)
         ranks = gdist.all_gather_objects(rng)
         path = None
@@ -329,7 +351,10 @@ class Run:
                 elapsed = time.perf_counter() - t0
                 means = self.stats.means()
                 extra = trainer.end_period(self, means) or {}
-                last = self.checkpoint(trainer, keep=keep) or last
+                stopping = trainer.finished() or (max_steps is not None and steps >= max_steps)
+                due = getattr(trainer, "checkpoint_due", None)
+                if stopping or due is None or due():
+                    last = self.checkpoint(trainer, keep=keep) or last
                 self._write_log(trainer, means, extra, elapsed / max(trainer.progress - p0, 1))
                 bar.set_postfix(trainer.postfix({**means, **extra}))
                 self.stats.reset()
@@ -348,6 +373,13 @@ class Run:
                 "counts": dict(self.stats.counts), "kernels": usage()["calls"]}
         with open(self.dir / self.log_name, "a") as fh:
             fh.write(json.dumps(line) + "\n")
+
+
+def _logged_at(line: str, unit: str) -> float:
+    try:
+        return float(json.loads(line).get(unit, 0))
+    except (ValueError, TypeError, AttributeError):
+        return float("inf")  # an unreadable line (a write cut short) goes too
 
 
 def _same(a, b) -> bool:
