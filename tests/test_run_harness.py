@@ -321,3 +321,47 @@ def test_a_rerun_on_the_same_host_is_bit_identical(train_only_npz, tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     hosts = [json.loads((tmp_path / n / "run.json").read_text())["starts"][0]["host"] for n in ("a", "b")]
     assert hosts[0] == hosts[1]
+
+
+# ---------------------------------------------------------------------------- progress bar
+
+def test_a_time_budgeted_run_shows_its_budget_not_a_kimg_eta(tmp_path, capsys):
+    """A 6-minute generator stage whose kimg are only a cap once showed "1% [01:28<2:13:33]":
+    with a budget the bar counts seconds of it, and its end is the budget's end."""
+    import types
+
+    from genmix.training.run import Trainer
+
+    class Budgeted(Trainer):
+        unit, total, progress = "img", 1_000_000, 0  # a kimg cap the budget ends long before
+
+        def __init__(self):
+            self.cfg, self.seconds = types.SimpleNamespace(seed=0), 0.0
+
+        def budget_seconds(self):
+            return 360.0
+
+        def step(self):
+            self.progress, self.seconds = self.progress + 32, self.seconds + 90.0
+            return {}
+
+        def fraction(self):
+            return min(max(self.progress / self.total, self.seconds / 360), 1.0)
+
+        def finished(self):
+            return self.seconds >= 360
+
+        def period_done(self):
+            return False
+
+        def end_period(self, run, means=None):
+            return {}
+
+        def state_dict(self):
+            return {}
+
+    capsys.readouterr()
+    Run(tmp_path / "run", "test", DistInfo()).fit(Budgeted(), progress=True, desc="train-diffusion")
+    err = capsys.readouterr().err
+    assert "360/360 s of the time budget" in err and "img" not in err
+    assert _gan_trainer(budget_min=6).budget_seconds() == 360 and _gan_trainer().budget_seconds() is None

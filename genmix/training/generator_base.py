@@ -155,6 +155,11 @@ class GeneratorSnapshots:
         over_budget = self.cfg.budget_min is not None and self.train_seconds >= self.cfg.budget_min * 60
         return self.cur_nimg >= self.total or over_budget
 
+    def budget_seconds(self):
+        """The wall-clock budget in seconds (None: the run is sized by kimg alone); the run's
+        progress bar counts it instead of kimg."""
+        return None if self.cfg.budget_min is None else float(self.cfg.budget_min) * 60
+
     def fraction(self) -> float:
         done = self.cur_nimg / max(self.total, 1)
         if self.cfg.budget_min is not None:

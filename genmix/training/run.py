@@ -83,6 +83,8 @@ class Trainer:
     harness always checkpoints the last period of a run and of a call that stops at max_steps,
     and the answer must be the same on every rank. `before_checkpoint(run)` runs just before
     the state is saved (a trainer that keeps files in step with its checkpoints writes them there).
+    A trainer sized by a wall-clock budget may define `budget_seconds()`: the progress bar then
+    counts seconds of that budget.
     """
 
     cfg: RunConfig
@@ -334,8 +336,7 @@ class Run:
         from genmix.ops import usage
 
         usage(reset=True)
-        bar = tqdm(total=trainer.total, initial=min(trainer.progress, trainer.total), unit=trainer.unit,
-                   disable=not (progress and self.dist.is_main), desc=desc, dynamic_ncols=True)
+        bar = _progress_bar(tqdm, trainer, progress and self.dist.is_main, desc)
         last = latest_checkpoint(self.ckpt_dir)
         steps = 0
         t0, p0 = time.perf_counter(), trainer.progress
@@ -344,7 +345,7 @@ class Run:
             stats = trainer.step()
             steps += 1
             self.stats.add(stats)
-            bar.update(trainer.progress - before)
+            _advance(bar, trainer, before)
             if callback is not None:
                 callback(trainer.fraction() * trainer.total, trainer.total)
             if trainer.period_done() or trainer.finished():
@@ -373,6 +374,38 @@ class Run:
                 "counts": dict(self.stats.counts), "kernels": usage()["calls"]}
         with open(self.dir / self.log_name, "a") as fh:
             fh.write(json.dumps(line) + "\n")
+
+
+def _budget_seconds(trainer: Trainer) -> Optional[float]:
+    """The trainer's wall-clock budget in seconds, or None (a trainer may define `budget_seconds()`)."""
+    budget = getattr(trainer, "budget_seconds", None)
+    return budget() if callable(budget) else None
+
+
+def _progress_bar(tqdm, trainer: Trainer, enabled: bool, desc: str):
+    """The run's bar. A trainer with a time budget (a generator preset sized in minutes, whose kimg
+    are only a cap) counts seconds of that budget, so the bar's end is the budget's: a rate of
+    kimg/s against a kimg cap it will never reach would promise hours for a 6-minute stage. The
+    bar then stands at `fraction()` of the budget (kimg or time, whichever is further)."""
+    budget = _budget_seconds(trainer)
+    if budget is None:
+        return tqdm(total=trainer.total, initial=min(trainer.progress, trainer.total), unit=trainer.unit,
+                    disable=not enabled, desc=desc, dynamic_ncols=True)
+    return tqdm(total=round(budget), initial=round(trainer.fraction() * budget), unit="s", disable=not enabled,
+                desc=desc, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s of the time budget "
+                           "[{elapsed}<{remaining}{postfix}]")
+
+
+def _advance(bar, trainer: Trainer, before: int) -> None:
+    """Move the bar by the step just taken: units done, or seconds of a time budget."""
+    budget = _budget_seconds(trainer)
+    if budget is None:
+        bar.update(trainer.progress - before)
+        return
+    target = min(round(trainer.fraction() * budget), bar.total)
+    if target > bar.n:
+        bar.update(target - bar.n)
 
 
 def _logged_at(line: str, unit: str) -> float:
