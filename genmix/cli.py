@@ -89,6 +89,13 @@ def _positive_float(text):
     return value
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
 def _nonneg_int(text):
     value = int(text)
     if value < 0:
@@ -274,7 +281,8 @@ def cmd_experiment(args) -> int:
                  split_seed=args.split_seed,
                  gan_arch=args.gan_arch, gan_preset=args.gan_preset, gan_mirror=args.gan_mirror or None,
                  gemix_labels=args.gemix_labels, edit_strength=args.edit_strength,
-                 diffmix_strength=args.diffmix_strength, diffmix_gamma=args.diffmix_gamma, **_subset_flags(args),
+                 diffmix_strength=args.diffmix_strength, diffmix_gamma=args.diffmix_gamma,
+                 concurrent_runs=args.concurrent_runs, **_subset_flags(args),
                  train_fractions=[float(v) for v in args.train_fractions.split(",")] if args.train_fractions else None,
                  strategies=args.strategies.split(",") if args.strategies else None)
     if flags["data"] is None and "data" not in file_values:
@@ -484,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="diffmix: label exponent gamma > 0, label (1 - s^gamma) y_src + s^gamma y_tgt (default 1)")
     exp.add_argument("--rerun-changed", action="store_true",
                      help="replace stages whose settings changed since they ran (default: refuse)")
+    exp.add_argument("--concurrent-runs", type=_positive_int,
+                     help="classifier runs trained at once, one worker process each (default: 1 on the CPU; on a "
+                          "GPU one per two CPU cores, at most 8); every run keeps its own RNG streams, checkpoints "
+                          "and --resume, and its result does not depend on this")
     exp.add_argument("--impl", choices=impls)
     exp.add_argument("--device", choices=["cpu", "cuda"])
     exp.add_argument("--no-progress", action="store_true")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 import tomllib
@@ -38,6 +39,9 @@ SET_SEEDS = {"real": 3, "edit": 4, "diffmix": 5}
 STAGE = "stage.json"
 REBALANCING_OFF = {"mix_balance": False, "remix_kappa": None, "remix_tau": 0.5}
 REMIX_KAPPA = 3.0  # "+remix" strategies: Chou et al.'s kappa (tau 0.5, the classifier's default)
+# Classifier runs checkpoint at an epoch's end once this many seconds have passed (a kill repeats
+# at most that much training); every epoch of a small model on a GPU would mostly write files.
+CLASSIFIER_CHECKPOINT_S = 30.0
 
 
 @dataclass
@@ -57,6 +61,7 @@ class ExperimentConfig(RunConfig):
     gan_arch: str = "stylegan2"     # one family, or several ("stylegan2,diffusion"): strategy x generator
     gan_preset: str = "cpu"
     gan_kimg: float | None = None   # None: the GAN preset's length (its wall-clock budget)
+    gan_budget_min: float | None = None  # stop the generator after this many minutes of training (None: the preset's)
     gan_mirror: bool = False        # x-flips of the generator's training images (where anatomy allows)
     synthetic_share: float = 0.5    # synthetic images per real training image (the "(50%)" setting)
     # The real-guided sets (genmix.mixing.real_guided, whose EDIT_STRENGTH, DIFFMIX_STRENGTH and
@@ -79,6 +84,10 @@ class ExperimentConfig(RunConfig):
     train_fractions: list | None = None  # a learning curve: one whole comparison per share
     device: str | None = None
     impl: str = "auto"
+    # Classifier runs trained at once, each in a worker process (genmix.training.concurrent says
+    # why processes); a run's result does not depend on it. None: 1 on the CPU, on a GPU
+    # `default_concurrent_runs`.
+    concurrent_runs: int | None = None
 
     KIND = "experiment"
 
@@ -112,6 +121,11 @@ class ExperimentConfig(RunConfig):
             raise UsageError(f"gan_arch must be one or more of {', '.join(ARCHS)} (comma-separated), got {self.gan_arch!r}")
         if self.gemix_labels not in ("paper", "code"):
             raise UsageError(f"gemix_labels must be 'paper' or 'code', got {self.gemix_labels!r}")
+        if self.concurrent_runs is not None and (isinstance(self.concurrent_runs, bool) or
+                                                 not isinstance(self.concurrent_runs, int) or self.concurrent_runs < 1):
+            raise UsageError(f"concurrent_runs must be an int >= 1, got {self.concurrent_runs!r}")
+        if self.gan_budget_min is not None and not self.gan_budget_min > 0:
+            raise UsageError(f"gan_budget_min must be > 0 minutes, got {self.gan_budget_min!r}")
         from genmix.mixing.real_guided import check_gamma, check_strength
 
         check_strength(self.edit_strength, "edit_strength")
@@ -248,6 +262,7 @@ class Stage:
     settings: dict
     run: object = None            # callable(stage) doing the work
     bar: object = None            # the run's progress display, set when the stage starts
+    task: tuple | None = None     # a classifier run's (strategy, seed, fold, key): may run in a worker
 
     @property
     def fingerprint(self) -> str:
@@ -335,7 +350,8 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
         gan_dir, syn_dir = _gan_dirs(out, key, cfg)
         label = gan_dir.name[len("gan"):]
         gan = dict(data=cfg.data, split_seed=cfg.split_seed, fold=fold, folds=cfg.folds, arch=arch,
-                   preset=cfg.gan_preset, kimg=cfg.gan_kimg, mirror=cfg.gan_mirror, **_subset(cfg))
+                   preset=cfg.gan_preset, kimg=cfg.gan_kimg, mirror=cfg.gan_mirror, **_subset(cfg),
+                   **({"budget_min": cfg.gan_budget_min} if cfg.gan_budget_min else {}))
         syn = dict(gan=fingerprint(gan), share=cfg.synthetic_share, psi=cfg.psi, gemix_labels=cfg.gemix_labels)
         gen_settings[key] = syn
         stages.append(Stage(f"gan{label}", gan_dir, gan,
@@ -372,13 +388,15 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
             synthetic_set = set_settings.get((spec.synthetic, key))
         settings = dict(_classifier_config(cfg, strategy, seed, out, key).to_dict(), fold=fold, folds=cfg.folds,
                         data=cfg.data, synthetic_set=synthetic_set)
-        settings.pop("impl")
+        for name in ("impl", "checkpoint_s"):  # neither changes the result
+            settings.pop(name)
         for name, off in REBALANCING_OFF.items():  # left out while off: earlier runs stay valid
             if settings.get(name) == off:
                 settings.pop(name)
         stages.append(Stage(run_name(label, seed, fold), out / "runs" / run_name(label, seed, fold), settings,
                             lambda st, s=strategy, sd=seed, f=fold, k=key: _stage_classifier(cfg, dataset, st.dir, s, sd,
-                                                                                             f, k, out, bar=st.bar)))
+                                                                                             f, k, out, bar=st.bar),
+                            task=(strategy, seed, fold, key)))
     return stages + evaluations
 
 
@@ -407,10 +425,14 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_cha
     log(dataset.summary())
 
     bar = _Progress([st.name for st in stages] + ["report"], progress)
+    workers = concurrent_runs(cfg)
     try:
         for st in stages:
             bar.start(st.name)
             if st.status() == "done":
+                continue
+            if workers > 1 and st.task is not None:  # every classifier run still to do, at once
+                _run_classifiers(cfg, [s for s in stages if s.task is not None], out, bar, workers)
                 continue
             st.bar = bar
             t0 = time.perf_counter()
@@ -472,11 +494,74 @@ def _record_timing(out: Path, name: str, seconds: float) -> None:
     _save_json(out / "timings.json", timings)
 
 
+def default_concurrent_runs(device) -> int:
+    """Classifier runs at once when the setting is not given: 1 on the CPU (its cores already
+    serve one run's threads); on a GPU, one worker per two CPU cores, at most 8 (each worker
+    needs a core to launch kernels and one for its data and bookkeeping)."""
+    import torch
+
+    cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+    return min(8, max(1, (os.cpu_count() or 1) // 2)) if cuda else 1
+
+
+def concurrent_runs(cfg: ExperimentConfig) -> int:
+    """How many classifier runs this experiment trains at once (1 under torchrun, whose
+    processes already share the runs' work)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
+    return cfg.concurrent_runs or default_concurrent_runs(cfg.device)
+
+
+def _run_classifiers(cfg: ExperimentConfig, stages: list, out: Path, bar, workers: int) -> None:
+    """Every classifier stage not done yet, `workers` at a time, each in a worker process (see
+    genmix.training.concurrent). A stage is marked started when a worker takes it and done when
+    it returns, so a rerun after a crash or kill -9 redoes only the unfinished ones, and resumes
+    those from their checkpoints."""
+    from genmix.training.concurrent import RunPool
+
+    pending = [st for st in stages if st.status() != "done"]
+    started = {}
+
+    def on_start(i):
+        pending[i].mark_started()
+        started[i] = time.perf_counter()
+
+    def on_done(i, _):
+        pending[i].mark_done()
+        _record_timing(out, pending[i].name, round(time.perf_counter() - started[i], 1))
+        bar.start(pending[i].name)
+
+    tasks = [(cfg.to_dict(), str(st.dir), *st.task) for st in pending]
+    with RunPool(min(workers, len(pending))) as pool:
+        pool.run(_classifier_task, tasks, on_done=on_done, on_start=on_start)
+
+
+def _classifier_task(cfg_values: dict, run_dir: str, strategy, seed, fold, key) -> None:
+    """One classifier stage in a worker process (RunPool pickles this function by name)."""
+    from types import SimpleNamespace
+
+    cfg = ExperimentConfig.from_dict(cfg_values)
+    _stage_classifier(cfg, _dataset(cfg.data, cfg.split_seed), Path(run_dir), strategy, seed, fold, tuple(key),
+                      Path(cfg.out), bar=SimpleNamespace(fraction=lambda done, total: None))
+
+
+_DATASETS: dict = {}
+
+
+def _dataset(spec: str, split_seed: int):
+    """The experiment's data, loaded once per worker process."""
+    from genmix.data import load_dataset
+
+    if (spec, split_seed) not in _DATASETS:
+        _DATASETS[(spec, split_seed)] = load_dataset(spec, seed=split_seed)
+    return _DATASETS[(spec, split_seed)]
+
+
 def _stage_gan(cfg: ExperimentConfig, data, gan_dir: Path, arch: str, bar):
     from genmix.training.generator import train_generator
 
     overrides = dict(kimg=cfg.gan_kimg, impl=cfg.impl, split_seed=cfg.split_seed, mirror=cfg.gan_mirror or None,
-                     **_subset(cfg))
+                     budget_min=cfg.gan_budget_min, **_subset(cfg))
     if cfg.gan_kimg is not None:
         # Short runs still get a few snapshots (and so a few resumable checkpoints).
         overrides["snapshot_kimg"] = max(cfg.gan_kimg / 4, 0.016)
@@ -541,7 +626,7 @@ def _classifier_config(cfg: ExperimentConfig, strategy, seed, out: Path, key):
                             patience=cfg.patience,
                             batch=cfg.batch, lr=cfg.lr, seed=seed, split_seed=cfg.split_seed, impl=cfg.impl,
                             alpha=cfg.alpha if spec.pooled else None, synth_ratio=cfg.synthetic_share,
-                            **rebalancing, **_subset(cfg))
+                            checkpoint_s=CLASSIFIER_CHECKPOINT_S, **rebalancing, **_subset(cfg))
 
 
 def _reduced(cfg: ExperimentConfig, data):
