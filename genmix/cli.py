@@ -96,6 +96,17 @@ def _positive_int(text):
     return value
 
 
+def _ratio_list(text):
+    """--synth-ratios: comma-separated numbers > 0."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, e.g. 0.25,0.5,1, got {text!r}") from None
+    if not all(0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"every ratio must be > 0, got {text!r}")
+    return values
+
+
 def _nonneg_int(text):
     value = int(text)
     if value < 0:
@@ -284,7 +295,7 @@ def cmd_experiment(args) -> int:
                  diffmix_strength=args.diffmix_strength, diffmix_gamma=args.diffmix_gamma,
                  concurrent_runs=args.concurrent_runs, **_subset_flags(args),
                  train_fractions=[float(v) for v in args.train_fractions.split(",")] if args.train_fractions else None,
-                 strategies=args.strategies.split(",") if args.strategies else None)
+                 strategies=args.strategies.split(",") if args.strategies else None, synth_ratios=args.synth_ratios)
     if flags["data"] is None and "data" not in file_values:
         raise UsageError("--data is required (or `data = ...` in the --config file)")
     if flags["out"] is None and "out" not in file_values:
@@ -478,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subset_flags(exp)
     exp.add_argument("--train-fractions", help="a learning curve: the whole comparison at each of these training-set "
                                                "shares, e.g. 0.05,0.1,0.25,1.0")
+    exp.add_argument("--synth-ratios", type=_ratio_list,
+                     help="a sweep of the appended share, e.g. 0.25,0.5,1: synth, edit, diffmix and the oversample "
+                          "control run again at each ratio (appended images per real training image), each paired "
+                          "against none; report.md gets a table and a figure of the differences")
     exp.add_argument("--gan-arch", help="generator family, or several comma-separated for a strategy x "
                                         "generator table: stylegan2, dcgan, diffusion (default stylegan2)")
     exp.add_argument("--gan-preset", choices=list(GAN_PRESETS),

@@ -64,6 +64,10 @@ class ExperimentConfig(RunConfig):
     gan_budget_min: float | None = None  # stop the generator after this many minutes of training (None: the preset's)
     gan_mirror: bool = False        # x-flips of the generator's training images (where anatomy allows)
     synthetic_share: float = 0.5    # synthetic images per real training image (the "(50%)" setting)
+    # A sweep of the appended share: at each ratio, every strategy that appends a set (synth,
+    # edit, diffmix and the oversample control) is run again and paired against `none`; the sets
+    # are drawn once, for the largest ratio (or synthetic_share, if larger). None: no sweep.
+    synth_ratios: list | None = None
     # The real-guided sets (genmix.mixing.real_guided, whose EDIT_STRENGTH, DIFFMIX_STRENGTH and
     # DIFFMIX_GAMMA these defaults are, with the reasons): noise level s in [0, 1] on the
     # sampler's schedule, and diffmix's label exponent (label (1 - s^gamma) y_src + s^gamma y_tgt).
@@ -114,6 +118,7 @@ class ExperimentConfig(RunConfig):
                 raise UsageError(f"train_fractions must lie in (0, 1], got {fraction}")
         if self.train_fractions and self.train_fraction is not None:
             raise UsageError("give train_fractions (a learning curve) or train_fraction, not both")
+        self._check_synth_ratios()
         from genmix.training.generator import ARCHS
 
         bad_archs = [a for a in self.gan_arch.split(",") if a.strip() not in ARCHS]
@@ -141,6 +146,22 @@ class ExperimentConfig(RunConfig):
     @property
     def needs_gan(self) -> bool:
         return any(_spec(s).generative for s in self.strategies)
+
+    def _check_synth_ratios(self) -> None:
+        if self.synth_ratios is None:
+            return
+        if not isinstance(self.synth_ratios, list) or not self.synth_ratios:
+            raise UsageError(f"synth_ratios must be a non-empty list of numbers > 0, got {self.synth_ratios!r}")
+        for ratio in self.synth_ratios:
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < math.inf:
+                raise UsageError(f"synth_ratios must be numbers > 0, got {ratio!r}")
+        if len({f"{r:g}" for r in self.synth_ratios}) != len(self.synth_ratios):
+            raise UsageError(f"synth_ratios must not repeat, got {self.synth_ratios}")
+        if not _swept(self.strategies):
+            raise UsageError("synth_ratios: none of the strategies appends a set to sweep (synth, oversample, edit "
+                             f"or diffmix), got {','.join(self.strategies)}")
+        if "none" not in self.strategies:
+            raise UsageError("synth_ratios: every ratio is a paired comparison against none; add none to strategies")
 
 
 # Presets: "tiny" exercises every stage in about a minute (tests); "cpu" is the demo on a 2-core
@@ -235,10 +256,58 @@ def _labels(cfg: ExperimentConfig) -> list:
 
 
 def _spec(strategy: str):
-    """The registered strategy behind a label such as "gemix+remix"."""
+    """The registered strategy behind a label such as "gemix+remix" (or a sweep's "synth-r1")."""
     from genmix.mixing import parse_strategy
 
-    return parse_strategy(strategy)[0]
+    return parse_strategy(_split_ratio(strategy)[0])[0]
+
+
+def _swept(labels) -> list:
+    """The labels a synthetic-ratio sweep runs again: strategies that append a set to the real one
+    (genmix and gemix mix a synthetic image into every batch instead; the ratio does not apply)."""
+    return [label for label in labels if _spec(label.partition("@")[0]).needs_synthetic
+            and not _spec(label.partition("@")[0]).pooled]
+
+
+def _ratio_label(label: str, ratio) -> str:
+    """A sweep run's label: "synth" at ratio 1 is "synth-r1", "synth@diffusion" "synth-r1@diffusion"."""
+    strategy, at, arch = label.partition("@")
+    return f"{strategy}-r{ratio:g}{at}{arch}"
+
+
+def _split_ratio(label: str):
+    """(label without its sweep ratio, the ratio or None): "synth-r1@diffusion" -> ("synth@diffusion", 1.0)."""
+    head, at, arch = label.partition("@")
+    base, sep, ratio = head.rpartition("-r")
+    if sep and base:
+        try:
+            return base + at + arch, float(ratio)
+        except ValueError:
+            pass
+    return label, None
+
+
+def _sweep_points(cfg: ExperimentConfig) -> dict:
+    """{strategy label: {ratio: run label}} of a synthetic-ratio sweep; at the comparison's own
+    ratio (synthetic_share) the sweep reuses the comparison's runs."""
+    ratios = sorted(cfg.synth_ratios or [])
+    return {label: {r: label if r == cfg.synthetic_share else _ratio_label(label, r) for r in ratios}
+            for label in _swept(_labels(cfg))} if ratios else {}
+
+
+def _sweep_runs(cfg: ExperimentConfig) -> list:
+    """The sweep's classifier runs beyond the comparison's: (run label, seed, fold)."""
+    folds = list(range(cfg.folds)) if cfg.folds else [None]
+    return [(run, seed, fold) for label, by_ratio in _sweep_points(cfg).items() for run in by_ratio.values()
+            if run != label for seed in range(cfg.seeds) for fold in folds]
+
+
+def _sweep_report(cfg: ExperimentConfig):
+    """What report.md needs of the sweep (genmix.report.markdown's `_sweep_section`), or None."""
+    if not cfg.synth_ratios:
+        return None
+    return dict(ratios=sorted(cfg.synth_ratios), share=cfg.synthetic_share, labels=_sweep_points(cfg),
+                runs=_sweep_runs(cfg))
 
 
 def _parse_label(cfg: ExperimentConfig, label: str):
@@ -316,11 +385,17 @@ def _set_path(out: Path, kind: str, key, cfg: ExperimentConfig) -> Path:
     return out / f"{kind}{_suffix(key, cfg)}" / f"{kind}.npz"
 
 
+def _set_share(cfg: ExperimentConfig) -> float:
+    """The share of the real training set every drawn set holds: synthetic_share, or a sweep's
+    largest ratio if that is larger (each run appends its own ratio's worth of it)."""
+    return max([cfg.synthetic_share, *(cfg.synth_ratios or [])])
+
+
 def _synthetic_per_class(cfg: ExperimentConfig, dataset) -> int:
-    """Images per class of every set an experiment draws: synthetic_share of the real training
+    """Images per class of every set an experiment draws: `_set_share` of the real training
     set, spread evenly over the classes (rounded up; the classifier appends a share of it)."""
     n_train = len(dataset.splits["train"].labels)
-    return max(1, math.ceil(cfg.synthetic_share * n_train / dataset.num_classes))
+    return max(1, math.ceil(_set_share(cfg) * n_train / dataset.num_classes))
 
 
 def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
@@ -339,7 +414,7 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
             data = dataset if fold is None else kfold_splits(dataset, cfg.folds, fold, seed=cfg.split_seed)
             path = _set_path(out, "real", (None, fold), cfg)
             settings = dict(data=cfg.data, split_seed=cfg.split_seed, fold=fold, folds=cfg.folds,
-                            share=cfg.synthetic_share, seed=SET_SEEDS["real"], **_subset(cfg))
+                            share=_set_share(cfg), seed=SET_SEEDS["real"], **_subset(cfg))
             for arch in _archs(cfg):
                 set_settings[("real", _generator_key(cfg, fold, arch))] = settings
             stages.append(Stage(path.parent.name, path.parent, settings,
@@ -352,7 +427,7 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
         gan = dict(data=cfg.data, split_seed=cfg.split_seed, fold=fold, folds=cfg.folds, arch=arch,
                    preset=cfg.gan_preset, kimg=cfg.gan_kimg, mirror=cfg.gan_mirror, **_subset(cfg),
                    **({"budget_min": cfg.gan_budget_min} if cfg.gan_budget_min else {}))
-        syn = dict(gan=fingerprint(gan), share=cfg.synthetic_share, psi=cfg.psi, gemix_labels=cfg.gemix_labels)
+        syn = dict(gan=fingerprint(gan), share=_set_share(cfg), psi=cfg.psi, gemix_labels=cfg.gemix_labels)
         gen_settings[key] = syn
         stages.append(Stage(f"gan{label}", gan_dir, gan,
                             lambda st, d=data, a=arch: _stage_gan(cfg, d, st.dir, a, bar=st.bar)))
@@ -362,7 +437,7 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
             if kind not in kinds or arch != "diffusion":
                 continue
             path = _set_path(out, kind, key, cfg)
-            real = dict(gan=fingerprint(gan), share=cfg.synthetic_share, seed=SET_SEEDS[kind],
+            real = dict(gan=fingerprint(gan), share=_set_share(cfg), seed=SET_SEEDS[kind],
                         strength=cfg.edit_strength if kind == "edit" else cfg.diffmix_strength,
                         **({"gamma": cfg.diffmix_gamma} if kind == "diffmix" else {}))
             set_settings[(kind, key)] = real
@@ -377,7 +452,7 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
                                           **({"patience": cfg.patience} if cfg.patience else {})),
                                      lambda st, d=data, g=gan_dir, k=key: _stage_evaluate_generator(
                                          cfg, _reduced(cfg, d), g, st.dir, out, k)))
-    for label, seed, fold in _classifier_runs(cfg):
+    for label, seed, fold in _classifier_runs(cfg) + _sweep_runs(cfg):
         strategy, arch = _parse_label(cfg, label)
         key = _generator_key(cfg, fold, arch)
         spec = _spec(strategy)
@@ -446,7 +521,8 @@ def run_experiment(cfg: ExperimentConfig, *, progress=True, log=print, rerun_cha
         # The report counts the training images the runs really had (a scarce-data run's subset).
         timings = _load_json(out / "timings.json", {})
         timings = {st.name: timings[st.name] for st in stages if st.name in timings}
-        path = write_report(out, cfg, _reduced(cfg, dataset), _classifier_runs(cfg), timings)
+        path = write_report(out, cfg, _reduced(cfg, dataset), _classifier_runs(cfg), timings,
+                            sweep=_sweep_report(cfg))
     finally:
         bar.close()
     return path
@@ -617,6 +693,7 @@ def _classifier_config(cfg: ExperimentConfig, strategy, seed, out: Path, key):
     from genmix.mixing import parse_strategy
     from genmix.training.classifier import ClassifierConfig
 
+    strategy, ratio = _split_ratio(strategy)  # a sweep run ("synth-r1") appends its own ratio
     spec, modifiers = parse_strategy(strategy)
     rebalancing = dict(mix_balance=True) if modifiers["balanced"] else {}
     if modifiers["remix"]:
@@ -625,7 +702,7 @@ def _classifier_config(cfg: ExperimentConfig, strategy, seed, out: Path, key):
     return ClassifierConfig(model=cfg.model, mix=spec.name, synthetic=synthetic, epochs=cfg.epochs,
                             patience=cfg.patience,
                             batch=cfg.batch, lr=cfg.lr, seed=seed, split_seed=cfg.split_seed, impl=cfg.impl,
-                            alpha=cfg.alpha if spec.pooled else None, synth_ratio=cfg.synthetic_share,
+                            alpha=cfg.alpha if spec.pooled else None, synth_ratio=cfg.synthetic_share if ratio is None else ratio,
                             checkpoint_s=CLASSIFIER_CHECKPOINT_S, **rebalancing, **_subset(cfg))
 
 

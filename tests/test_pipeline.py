@@ -150,3 +150,64 @@ def test_generators_side_by_side_and_a_learning_curve(tmp_path):
     assert small["counts"]["test"] == full["counts"]["test"]  # val and test are never reduced
     with pytest.raises(ValueError, match="train_fractions"):
         make_config("tiny", {}, dict(data="phantom", out="x", train_fractions=[0.0, 1.0]))
+
+
+def test_a_synthetic_ratio_sweep_pairs_every_ratio_with_none(tmp_path, monkeypatch):
+    """--synth-ratios: synth and the oversample control run again at each ratio, drawing from sets
+    made for the largest one, each ratio paired against `none`; report.md gets a table and a
+    figure. 8-px data and a one-step diffusion generator keep it fast."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: one thread avoids OpenMP stalls on a shared CPU
+    try:
+        _sweep(tmp_path, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sweep(tmp_path, monkeypatch):
+    import numpy as np
+
+    import genmix.training.generator as generator
+    import genmix.training.synthesize as synthesize
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 24), ("val", 12), ("test", 12)):
+        labels = np.array([0] * (n * 2 // 3) + [1] * (n // 6) + [2] * (n - n * 2 // 3 - n // 6))
+        arrays[f"{split}_images"] = (rng.normal(60, 10, (n, 8, 8)) + 60 * labels[:, None, None]).clip(0, 255).astype(
+            np.uint8)
+        arrays[f"{split}_labels"] = labels.reshape(-1, 1)
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    real_train = generator.train_generator
+
+    def small(*args, overrides=None, **kw):
+        return real_train(*args, overrides=dict(overrides or {}, resolution=8, model_channels=8, kimg=0.008,
+                                                snapshot_kimg=0.008), **kw)
+
+    monkeypatch.setattr(generator, "train_generator", small)
+    monkeypatch.setattr(synthesize, "interpolation_strip", lambda *a, **k: None)
+    out = tmp_path / "exp"
+    assert main(["experiment", "--data", str(tmp_path / "tiny.npz"), "--out", str(out), "--preset", "tiny",
+                 "--strategies", "none,oversample,synth", "--gan-arch", "diffusion", "--seeds", "2",
+                 "--synth-ratios", "0.5,1", "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    for run in ("oversample", "oversample-r1", "synth", "synth-r1"):
+        ratio = 1.0 if run.endswith("-r1") else 0.5  # 0.5: the comparison's own runs, reused
+        for seed in (0, 1):
+            cfg = json.loads((out / "runs" / run / f"seed{seed}" / "config.json").read_text())
+            assert cfg["synth_ratio"] == ratio and cfg["mix"] == run.split("-")[0]
+    with np.load(out / "synthetic" / "onehot.npz") as syn:
+        assert len(syn["train_labels"]) == 24  # drawn for the largest ratio: 1 x 24 real images
+    sweep = report.split("## Synthetic-ratio sweep")[1]
+    assert "| Strategy | ratio 0.5 (the comparison's) | ratio 1 |" in sweep
+    assert "| synth | " in sweep and "| oversample | " in sweep and "genmix` and `gemix` mix" in sweep
+    assert sweep.count("within noise") + sweep.count("helps") + sweep.count("below none") + sweep.count(
+        "does not beat the control") == 4
+    assert (out / "figures" / "synth_ratio_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    table = report.split("## Test-set results")[1].split("##")[0]
+    assert "-r1" not in table  # the comparison's tables hold the comparison's runs only
+    assert "| synth-r1/seed0 |" in report.split("## Timings")[1]
+    with pytest.raises(ValueError, match="add none"):
+        make_config("tiny", {}, dict(data="phantom", out="x", strategies=["synth"], synth_ratios=[1.0]))

@@ -291,3 +291,33 @@ def plot_learning_curve(rows: dict, strategies, fractions, keys, titles, path) -
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_ratio_sweep(points: dict, path, *, ylabel: str = "Δ macro-F1 vs none", control: str = "oversample") -> Path:
+    """Paired differences against `none` at each synthetic ratio: one line per strategy, the mean
+    with its 95% interval as an error bar (a point without an interval has none), the control
+    dashed. points: {strategy: [(ratio, mean, ci or None), ...]}; strategies are drawn a little
+    apart along x so that their bars do not hide each other."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    names = list(points)
+    width = 0.0
+    ratios = sorted({r for rows in points.values() for r, _, _ in rows})
+    if len(ratios) > 1:
+        width = 0.25 * min(b - a for a, b in zip(ratios, ratios[1:])) / max(len(names), 1)
+    for i, name in enumerate(names):
+        rows = sorted((r, m, ci) for r, m, ci in points[name] if m is not None)
+        if not rows:
+            continue
+        xs = np.array([r for r, _, _ in rows], dtype=np.float64) + (i - (len(names) - 1) / 2) * width
+        means = np.array([m for _, m, _ in rows], dtype=np.float64)
+        lo = np.array([m - ci[0] if ci else 0.0 for _, m, ci in rows])
+        hi = np.array([ci[1] - m if ci else 0.0 for _, m, ci in rows])
+        style = dict(linestyle="--", color="0.45") if name == control else {}
+        ax.errorbar(xs, means, yerr=np.vstack([lo, hi]), marker="o", capsize=3, label=name, **style)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(ratios)
+    ax.set_xlabel("synthetic ratio (appended images per real training image)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
