@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="starting values for everything below (default cpu: about 6 minutes on 2 cores; "
                           "cpu-long about 45; gpu a real run; on --resume the run's own)")
     gan.add_argument("--arch", choices=["stylegan2", "dcgan", "diffusion"],
-                     help="generator family (default stylegan2; on --resume the run's own)")
+                     help="generator family (default diffusion, the soft-label diffusion model; on --resume the "
+                          "run's own)")
     gan.add_argument("--resolution", type=int, help="network resolution, a power of two (default: data size rounded up)")
     gan.add_argument("--kimg", type=_positive_float, help="length of training in thousands of real images shown")
     gan.add_argument("--batch", type=int)
@@ -416,14 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--alpha", type=_positive_float, help="the strategy's mixing parameter (GenMix default 0.3)")
     clf.add_argument("--synth-ratio", type=float, help="synth: synthetic images as a share of the real set (default 0.5)")
     clf.add_argument("--synth-balance", action="store_true", help="synth: bring every class up to the largest")
-    clf.add_argument("--epochs", type=int)
+    clf.add_argument("--epochs", type=int, help="at most this many epochs (default 100, with --patience 20: the "
+                                               "MedMNIST-comparable protocol)")
     clf.add_argument("--batch", type=int)
     clf.add_argument("--optimizer", choices=["adamw", "sgd"])
     clf.add_argument("--lr", type=_positive_float)
     clf.add_argument("--weight-decay", type=float)
     clf.add_argument("--dropout", type=float)
     clf.add_argument("--label-smoothing", type=float)
-    clf.add_argument("--patience", type=_nonneg_int, help="early stopping on val macro-F1 after N epochs (0 = off)")
+    clf.add_argument("--patience", type=_nonneg_int,
+                     help="early stopping on val macro-F1 after N epochs without a better one (default 20; 0 = off)")
     clf.add_argument("--class-balanced", action="store_true", help="sample batches class-balanced")
     clf.add_argument("--mix-balance", action="store_true",
                      help="mixup/genmix/gemix: class-balanced real batches and mixing partners")
@@ -494,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "control run again at each ratio (appended images per real training image), each paired "
                           "against none; report.md gets a table and a figure of the differences")
     exp.add_argument("--gan-arch", help="generator family, or several comma-separated for a strategy x "
-                                        "generator table: stylegan2, dcgan, diffusion (default stylegan2)")
+                                        "generator table: stylegan2, dcgan, diffusion (default diffusion)")
     exp.add_argument("--gan-preset", choices=list(GAN_PRESETS),
                      help="the generator's preset (time budget); default: the experiment preset's")
     exp.add_argument("--gan-mirror", action="store_true",

@@ -404,7 +404,8 @@ def log_lines():
 
 os.makedirs(a.out, exist_ok=True)
 base = [a.python, "-m", "genmix", "train-gan", "--data", a.data, "--out", a.out, "--device", "cuda", "--no-progress"]
-first = base + ["--preset", "gpu", "--kimg", a.kimg, "--snapshot-kimg", a.snapshot_kimg, "--seed", "0"]
+base_first = ["--arch", "stylegan2"]  # the GAN drill (ADA and R1 streams); --resume keeps the run's family
+first = base + base_first + ["--preset", "gpu", "--kimg", a.kimg, "--snapshot-kimg", a.snapshot_kimg, "--seed", "0"]
 print("first run:", " ".join(first), flush=True)
 with open(os.path.join(a.out, "first.log"), "w") as log:
     proc = subprocess.Popen(first, stdout=log, stderr=subprocess.STDOUT)  # same process group: a
@@ -598,7 +599,10 @@ except Exception:
 EOF
 )
     fi
-    EXP_TOML="gan_kimg = $KIMG
+    # StyleGAN2, as in the resume step whose s/kimg sizes it (the experiment's default family is
+    # the diffusion model, whose s/kimg differs).
+    EXP_TOML="gan_arch = \"stylegan2\"
+gan_kimg = $KIMG
 fid_n = 500
 tstr = false"
     if [ -z "$DATA" ]; then

@@ -143,3 +143,33 @@ def test_two_process_ddp_training(tiny_data, tmp_path):
     assert r0["best_f1"] == r1["best_f1"] and r0["epoch"] == r1["epoch"] == 1
     assert (tmp_path / "run" / "best.safetensors").is_file()
     assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 1  # written once
+
+
+def test_a_plain_train_classifier_has_the_medmnist_protocol(tiny_data, tmp_path, monkeypatch):
+    """No flags: the `medmnist` preset's classifier protocol, i.e. up to 100 epochs with early
+    stopping on val macro-F1 after `patience` epochs without a better one, not a fixed length."""
+    import genmix.training.classifier as classifier
+    from genmix.pipeline import EXPERIMENT_PRESETS
+
+    data, _ = tiny_data
+    seen = {}
+
+    def record(data, out, cfg, **kw):
+        seen["cfg"] = cfg
+        return {"best_f1": 0.5, "best_epoch": 1}
+
+    monkeypatch.setattr(classifier, "train_classifier", record)
+    assert main(["train-classifier", "--data", data, "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    cfg, protocol = seen["cfg"], EXPERIMENT_PRESETS["medmnist"]
+    assert (cfg.model, cfg.epochs, cfg.patience, cfg.batch, cfg.lr) == (
+        protocol["model"], protocol["epochs"], protocol["patience"], protocol["batch"], protocol["lr"])
+    assert 0 < cfg.patience < cfg.epochs
+    assert ClassifierConfig().patience == cfg.patience  # the Python API's default too
+
+    # The run stops on val macro-F1: with patience 1, training ends one epoch after the best one.
+    monkeypatch.undo()
+    summary = train_classifier(data, tmp_path / "stop", _cfg(epochs=40, patience=1, lr=0.5), progress=False)
+    history = [json.loads(line) for line in (tmp_path / "stop" / "history.jsonl").read_text().splitlines()]
+    assert summary["epoch"] < 40 and len(history) == summary["epoch"]
+    best = max(range(len(history)), key=lambda i: (history[i]["val_macro_f1"], -i))
+    assert summary["epoch"] == best + 2  # the best epoch, then one without a better val macro-F1

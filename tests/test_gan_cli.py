@@ -37,8 +37,8 @@ def tiny_npz(tmp_path_factory):
 
 
 def _train_cmd(data, out, *extra):
-    return [sys.executable, "-m", "genmix", "train-gan", "--data", data, "--out", str(out), "--preset", "cpu-tiny",
-            "--resolution", "16", "--batch", "8", "--no-progress", *extra]
+    return [sys.executable, "-m", "genmix", "train-gan", "--data", data, "--out", str(out), "--arch", "stylegan2",
+            "--preset", "cpu-tiny", "--resolution", "16", "--batch", "8", "--no-progress", *extra]
 
 
 def test_kill_9_then_resume_keeps_counting(tiny_npz, tmp_path):
@@ -73,8 +73,8 @@ def test_kill_9_then_resume_keeps_counting(tiny_npz, tmp_path):
 @pytest.fixture(scope="module")
 def trained_gan(tiny_npz, tmp_path_factory):
     out = tmp_path_factory.mktemp("gan")
-    assert main(["train-gan", "--data", tiny_npz, "--out", str(out), "--resolution", "16", "--batch", "8",
-                 "--kimg", "0.032", "--no-progress"]) == 0
+    assert main(["train-gan", "--data", tiny_npz, "--out", str(out), "--arch", "stylegan2", "--resolution", "16",
+                 "--batch", "8", "--kimg", "0.032", "--no-progress"]) == 0
     return out
 
 

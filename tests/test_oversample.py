@@ -158,4 +158,4 @@ def test_experiment_runs_the_control_and_the_real_guided_sets(tmp_path, monkeypa
         make_config("tiny", {}, dict(data=str(data), out=str(out), strategies=strategies, gan_arch="diffusion",
                                      diffmix_gamma=0))
     with pytest.raises(UsageError, match="edit.*needs a diffusion generator"):
-        make_config("tiny", {}, dict(data=str(data), out=str(out), strategies=["none", "edit"]))
+        make_config("tiny", {}, dict(data=str(data), out=str(out), strategies=["none", "edit"], gan_arch="stylegan2"))
