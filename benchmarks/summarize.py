@@ -27,11 +27,15 @@ def summarize(path: str) -> str:
     ]
     for group in sorted(groups):
         rows = groups[group]
-        base = [mean for mean, info in rows.values() if info.get("baseline", info["impl"] == "ref")]
-        base_mean = base[0] if base else None
+        base = [(mean, info) for mean, info in rows.values() if info.get("baseline", info["impl"] == "ref")]
+        base_mean, base_info = base[0] if base else (None, {})
         for impl in sorted(rows, key=lambda name: (not rows[name][1].get("baseline", name == "ref"), name)):
             mean, info = rows[impl]
-            speedup = f"{base_mean / mean:.2f}x" if base_mean else "-"
+            if base_mean and "images_per_s" in info and "images_per_s" in base_info:
+                # Throughput rows may time different amounts of work (several runs at once).
+                speedup = f"{info['images_per_s'] / base_info['images_per_s']:.2f}x"
+            else:
+                speedup = f"{base_mean / mean:.2f}x" if base_mean else "-"
             if "gbs" in info:  # kernel rows: achieved bandwidth against the copy roofline
                 bandwidth = f"{info['gbs']:.1f} | {100 * info['gbs'] / info['copy_gbs']:.0f}% | "
             else:  # training-step rows: images/s, s/kimg and peak memory

@@ -318,10 +318,12 @@ class ClassifierTrainer(Trainer):
             self.train_model.train()
         order, flips = self._order
         idx = order[i * self.per_rank * ws:(i + 1) * self.per_rank * ws][self.dist.rank::ws]
-        x = _to_float(self.x_train.index_select(0, idx))
+        # Advanced indexing (not index_select): the same strides as ever, which the CPU's
+        # convolution and pooling kernels are sensitive to.
+        x = _to_float(self.x_train[idx])
         if cfg.hflip:
-            x = torch.where(flips.index_select(0, idx).view(-1, 1, 1, 1), x.flip(3), x)
-        x, y = self.mixer(x, self.y_train.index_select(0, idx))
+            x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(3), x)
+        x, y = self.mixer(x, self.y_train[idx])
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         for group in self.opt.param_groups:
