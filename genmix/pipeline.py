@@ -224,27 +224,45 @@ def make_config(preset: str, file_values: dict | None = None, flags: dict | None
 
 
 class _Progress:
-    """One bar for the whole run: every stage owns an equal slice and reports its fraction."""
+    """One bar for the whole run: every stage owns an equal slice and reports its fraction.
+
+    Stages take from seconds (a classifier run) to many minutes (a generator), so a whole-run
+    estimate from equal slices would be wrong (it once promised 2 h 13 min after the first 88 s of
+    a 6-minute generator budget): the bar shows the stage count and the time elapsed, and a stage
+    with a time budget shows where it stands in that budget."""
 
     def __init__(self, stages: list, enabled: bool):
         from tqdm import tqdm
 
         self.stages = stages
         self.bar = tqdm(total=len(stages) * 100, disable=not enabled, unit="%", dynamic_ncols=True,
-                        bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]")
+                        bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed}]{postfix}")
         self.index = 0
+        self.budget_s = None
 
     def start(self, name: str):
         self.index = self.stages.index(name)
-        self.bar.set_description_str(f"genmix [{self.index + 1}/{len(self.stages)}] {name}")
-        self._set(0.0)
+        self.budget_s = None
+        self.bar.set_description_str(f"genmix [{self.index + 1}/{len(self.stages)}] {name}", refresh=False)
+        self.bar.set_postfix_str("", refresh=False)
+        self._set(0.0, redraw=True)
+
+    def budget(self, seconds) -> None:
+        """The stage now running has this wall-clock budget (None: none)."""
+        self.budget_s = seconds
+        self._set(0.0, redraw=True)
 
     def fraction(self, done, total):
         self._set(done / max(total, 1))
 
-    def _set(self, frac):
-        n = int(self.index * 100 + 100 * min(max(frac, 0.0), 1.0))
-        if n != self.bar.n:  # redraw only when the percentage moves
+    def _set(self, frac, redraw=False):
+        frac = min(max(frac, 0.0), 1.0)
+        n = int(self.index * 100 + 100 * frac)
+        if self.budget_s:
+            text = f"{_mmss(frac * self.budget_s)} of its {_mmss(self.budget_s)} time budget"
+            redraw = redraw or text != self.bar.postfix
+            self.bar.postfix = text
+        if n != self.bar.n or redraw:  # redraw only when something shown moves
             self.bar.n = n
             self.bar.refresh()
 
@@ -252,6 +270,11 @@ class _Progress:
         self.bar.n = self.bar.total
         self.bar.refresh()
         self.bar.close()
+
+
+def _mmss(seconds) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
 def _archs(cfg: ExperimentConfig) -> list:
@@ -658,8 +681,22 @@ def _stage_gan(cfg: ExperimentConfig, data, gan_dir: Path, arch: str, bar):
         # Short runs still get a few snapshots (and so a few resumable checkpoints).
         overrides["snapshot_kimg"] = max(cfg.gan_kimg / 4, 0.016)
     resume = (gan_dir / "config.json").is_file()
+    if hasattr(bar, "budget"):
+        bar.budget(_gan_budget_s(cfg, arch))
     train_generator(data, gan_dir, arch=arch, preset=cfg.gan_preset, overrides=overrides, resume=resume,
                     device=cfg.device, progress=False, callback=bar.fraction)
+
+
+def _gan_budget_s(cfg: ExperimentConfig, arch: str):
+    """The generator stage's wall-clock budget in seconds (gan_budget_min, else its preset's), or None."""
+    if cfg.gan_budget_min is not None:
+        return cfg.gan_budget_min * 60
+    if arch == "diffusion":
+        from genmix.training.diffusion import DIFFUSION_PRESETS as presets
+    else:
+        from genmix.training.gan import PRESETS as presets
+    minutes = presets.get(cfg.gan_preset, {}).get("budget_min")
+    return None if minutes is None else minutes * 60
 
 
 def _stage_synthesize(cfg: ExperimentConfig, dataset, gan_dir: Path, syn_dir: Path):

@@ -211,3 +211,22 @@ def _sweep(tmp_path, monkeypatch):
     assert "| synth-r1/seed0 |" in report.split("## Timings")[1]
     with pytest.raises(ValueError, match="add none"):
         make_config("tiny", {}, dict(data="phantom", out="x", strategies=["synth"], synth_ratios=[1.0]))
+
+
+def test_the_run_bar_shows_a_time_budgeted_stage_against_its_budget():
+    """The whole-run bar once promised 2 h 13 min after 88 s of a 6-minute generator budget: it
+    now shows the stage against its budget and no whole-run estimate."""
+    from genmix.pipeline import _gan_budget_s, _Progress
+
+    bar = _Progress(["gan", "none/seed0", "report"], True)
+    bar.start("gan")
+    bar.budget(360.0)
+    bar.fraction(88, 360)
+    line = str(bar.bar)
+    assert "genmix [1/3] gan" in line and "01:28 of its 06:00 time budget" in line and "<" not in line
+    bar.start("none/seed0")
+    assert "time budget" not in str(bar.bar)
+    bar.close()
+    assert _gan_budget_s(make_config("cpu", {}, {}), "diffusion") == 360
+    assert _gan_budget_s(make_config("cpu", {}, dict(gan_budget_min=4.0)), "stylegan2") == 240
+    assert _gan_budget_s(make_config("tiny", {}, {}), "diffusion") is None  # sized by kimg alone
