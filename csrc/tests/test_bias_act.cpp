@@ -3,7 +3,11 @@
 //  * in-place operation (out aliasing x or dy),
 //  * NaN propagation of the forward pass,
 //  * first and second derivatives against central finite differences of the kernel's own
-//    grad_order 0 output (double, Richardson-extrapolated so the check can be tight).
+//    grad_order 0 output (double, Richardson-extrapolated so the check can be tight),
+//  * the kernels' own exp / expm1 / log1p / tanh (cpu/vmath.inc), compiled here once per
+//    instruction set like in the library, against the C library on a dense sweep of every
+//    binade plus the overflow / underflow thresholds and special values.
+// The kernel checks run under every instruction set this CPU supports.
 // Exit code 0 when every check passes.
 
 #include <algorithm>
@@ -13,12 +17,61 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "check.h"
+#include "cpu/isa.h"
 #include "cpu/kernels.h"
 
 using genmix::BiasActParams;
+
+// vmath.inc as the kernels see it: compiled per instruction set without trapping math (see
+// bias_act.cpp), called from loops the compiler vectorises.
+#define GENMIX_TEST_VM_LOOPS                                                                  \
+    template <typename T>                                                                     \
+    void vm_apply(int fn, const T* x, T* y, int64_t n) {                                      \
+        switch (fn) {                                                                         \
+            case 0:                                                                           \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; ++i) y[i] = vm_exp(x[i]);      \
+                break;                                                                        \
+            case 1:                                                                           \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; ++i) y[i] = vm_expm1(x[i]);    \
+                break;                                                                        \
+            case 2:                                                                           \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; ++i) y[i] = vm_log1p(x[i]);    \
+                break;                                                                        \
+            default:                                                                          \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; ++i) y[i] = vm_tanh(x[i]);     \
+                break;                                                                        \
+        }                                                                                     \
+    }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+#endif
+namespace vm_baseline {
+#include "cpu/vmath.inc"
+GENMIX_TEST_VM_LOOPS
+}  // namespace vm_baseline
+#ifdef GENMIX_MULTI_ISA
+GENMIX_ISA_BEGIN_AVX2
+namespace vm_avx2 {
+#include "cpu/vmath.inc"
+GENMIX_TEST_VM_LOOPS
+}  // namespace vm_avx2
+GENMIX_ISA_END
+GENMIX_ISA_BEGIN_AVX512
+namespace vm_avx512 {
+#include "cpu/vmath.inc"
+GENMIX_TEST_VM_LOOPS
+}  // namespace vm_avx512
+GENMIX_ISA_END
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 namespace {
 
@@ -267,6 +320,155 @@ void check_finite_differences(std::mt19937_64& rng) {
         }
 }
 
+// ------------------------------------------------------------------ vmath.inc against libm
+
+const char* const kVmNames[] = {"exp", "expm1", "log1p", "tanh"};
+
+template <typename T>
+void vm_apply_isa(genmix::cpu::CpuIsa isa, int fn, const std::vector<T>& x, std::vector<T>& y) {
+    y.assign(x.size(), T(0));
+    const int64_t n = static_cast<int64_t>(x.size());
+#ifdef GENMIX_MULTI_ISA
+    if (isa == genmix::cpu::kIsaAvx512) return vm_avx512::vm_apply<T>(fn, x.data(), y.data(), n);
+    if (isa == genmix::cpu::kIsaAvx2) return vm_avx2::vm_apply<T>(fn, x.data(), y.data(), n);
+#endif
+    (void)isa;
+    vm_baseline::vm_apply<T>(fn, x.data(), y.data(), n);
+}
+
+// The reference in the next wider type (float: double; double: long double, 64-bit significand
+// on x86).
+template <typename T>
+using Wide = std::conditional_t<sizeof(T) == 4, double, long double>;
+
+template <typename T>
+Wide<T> vm_reference(int fn, Wide<T> v) {
+    switch (fn) {
+        case 0: return std::exp(v);
+        case 1: return std::expm1(v);
+        case 2: return std::log1p(v);
+        default: return std::tanh(v);
+    }
+}
+
+// Inputs: every binade (bit patterns at a fixed stride, both signs) up to `limit`, a uniform grid
+// over [lo, hi], the region near zero, and the thresholds and special values.
+template <typename T>
+std::vector<T> vm_inputs(T limit, T lo, T hi, const std::vector<T>& extra) {
+    using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    std::vector<T> x;
+    const U top = __builtin_bit_cast(U, limit);
+    const U stride = sizeof(T) == 4 ? U(997) : U(1) << 42 | U(12345);  // 1-2M patterns per sign
+    for (U u = 0; u <= top - stride; u += stride) {
+        const T v = __builtin_bit_cast(T, u);
+        x.push_back(v);
+        x.push_back(-v);
+    }
+    const int64_t grid = 2000000;
+    for (int64_t i = 0; i <= grid; ++i) x.push_back(lo + (hi - lo) * T(i) / T(grid));
+    for (int64_t i = -20000; i <= 20000; ++i) x.push_back(T(i) * T(1e-5));
+    x.insert(x.end(), extra.begin(), extra.end());
+    const T inf = std::numeric_limits<T>::infinity();
+    for (T v : {T(0), -T(0), inf, -inf, std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::max(),
+                -std::numeric_limits<T>::max(), std::numeric_limits<T>::min(),
+                std::numeric_limits<T>::denorm_min(), -std::numeric_limits<T>::denorm_min()}) {
+        x.push_back(v);
+    }
+    return x;
+}
+
+// Error of y in units of T's ulp at the reference (the subnormal spacing below the normal
+// range). Infinities count as 2^max_exponent, so a result just past the largest finite value
+// or an overflow to inf where the reference overflows too measures as what it is.
+template <typename T>
+double vm_ulp_error(T y, Wide<T> ref) {
+    using W = Wide<T>;
+    const bool ref_nan = std::isnan(ref);
+    if (ref_nan || std::isnan(y)) return ref_nan && std::isnan(y) ? 0.0 : INFINITY;
+    if (std::numeric_limits<W>::max_exponent <= std::numeric_limits<T>::max_exponent &&
+        (std::isinf(y) || std::isinf(ref)))  // no room above T's range: infinities must match
+        return W(y) == ref ? 0.0 : INFINITY;
+    const W big = std::ldexp(W(1), std::numeric_limits<T>::max_exponent);
+    const W yw = std::isinf(y) ? std::copysign(big, W(y)) : W(y);
+    const W rw = std::fabs(ref) > big ? std::copysign(big, ref) : ref;
+    int e = 0;
+    std::frexp(rw, &e);  // |rw| in [2^(e-1), 2^e)
+    const int lowest = std::numeric_limits<T>::min_exponent - std::numeric_limits<T>::digits;
+    const W ulp = std::ldexp(W(1), rw == 0 ? lowest : std::max(e - std::numeric_limits<T>::digits, lowest));
+    return static_cast<double>(std::fabs(yw - rw) / ulp);
+}
+
+// Bounds: ulp of the correctly rounded result, and the relative error for normal results.
+constexpr double kVmMaxUlp[] = {1.5, 2.5, 2.0, 3.5};
+constexpr double kVmMaxRel[2][4] = {{2e-7, 2e-7, 2e-7, 3e-7}, {4e-16, 6e-16, 4e-16, 8e-16}};
+
+template <typename T>
+void check_vmath_fn(int fn, const std::vector<T>& x, const std::vector<genmix::cpu::CpuIsa>& isas) {
+    std::vector<Wide<T>> ref(x.size());
+    for (size_t i = 0; i < x.size(); ++i) ref[i] = vm_reference<T>(fn, Wide<T>(x[i]));
+    std::vector<T> y;
+    for (auto isa : isas) {
+        vm_apply_isa<T>(isa, fn, x, y);
+        double worst_ulp = 0, worst_rel = 0;
+        T at_ulp = 0, at_rel = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+            const double e = vm_ulp_error<T>(y[i], ref[i]);
+            if (!(e <= worst_ulp)) worst_ulp = e, at_ulp = x[i];
+            const Wide<T> a = std::fabs(ref[i]);
+            if (a >= std::numeric_limits<T>::min() && a <= std::numeric_limits<T>::max()) {
+                const double rel = static_cast<double>(std::fabs(Wide<T>(y[i]) - ref[i]) / a);
+                if (!(rel <= worst_rel)) worst_rel = rel, at_rel = x[i];
+            }
+        }
+        ++g_checks;
+        const bool ok = worst_ulp <= kVmMaxUlp[fn] && worst_rel <= kVmMaxRel[sizeof(T) == 8][fn];
+        char buf[300];
+        std::snprintf(buf, sizeof buf, "vmath %s %s %s: %zu inputs, worst %.3f ulp (x = %.17g), relative %.3g (x = %.17g)",
+                      kVmNames[fn], sizeof(T) == 4 ? "float" : "double", genmix::cpu::cpu_isa_name(isa),
+                      x.size(), worst_ulp, double(at_ulp), worst_rel, double(at_rel));
+        if (ok)
+            std::printf("%s\n", buf);
+        else
+            fail(buf);
+    }
+}
+
+template <typename T>
+void check_vmath(const std::vector<genmix::cpu::CpuIsa>& isas) {
+    const bool f = sizeof(T) == 4;
+    // Overflow and underflow thresholds of exp (the largest finite result, the smallest
+    // subnormal) and the clamps inside vmath.inc, each with its neighbours.
+    std::vector<T> at = f ? std::vector<T>{T(88.72283935546875), T(88.72283172607422), T(-87.33654022216797),
+                                           T(-103.27892303466797), T(-103.97208404541016), T(-104), T(89), T(-40),
+                                           T(-20), T(0.34657359), T(-0.34657359), T(-0.5), T(-1), T(-2)}
+                          : std::vector<T>{T(709.782712893384), T(709.78271289338397), T(-708.39641853226408),
+                                           T(-744.44007192138126), T(-745.13321910194122), T(-746), T(710),
+                                           T(-40), T(-38), T(0.34657359027997264), T(-0.34657359027997264),
+                                           T(-0.5), T(-1), T(-2)};
+    std::vector<T> extra;
+    for (T v : at) {
+        T a = v, b = v;
+        for (int k = 0; k < 64; ++k) {
+            extra.push_back(a);
+            extra.push_back(b);
+            a = std::nextafter(a, std::numeric_limits<T>::infinity());
+            b = std::nextafter(b, -std::numeric_limits<T>::infinity());
+        }
+    }
+    const T inf = std::numeric_limits<T>::infinity();
+    // exp and expm1: every binade up to past the overflow, the grid over the finite range.
+    const auto xe = vm_inputs<T>(f ? T(200) : T(1500), f ? T(-110) : T(-750), f ? T(95) : T(712), extra);
+    check_vmath_fn<T>(0, xe, isas);
+    check_vmath_fn<T>(1, xe, isas);
+    // log1p: [-1, max] (and below -1, NaN), the grid over (-1, 5].
+    auto xl = vm_inputs<T>(std::numeric_limits<T>::max(), T(-1), T(5), extra);
+    for (T v : {T(-1), std::nextafter(T(-1), T(0)), std::nextafter(T(-1), -inf), T(-1e30)}) xl.push_back(v);
+    check_vmath_fn<T>(2, xl, isas);
+    // tanh: every binade, the grid over [-25, 25].
+    const auto xt = vm_inputs<T>(inf, T(-25), T(25), extra);
+    check_vmath_fn<T>(3, xt, isas);
+}
+
 template <typename T>
 void run_suite(const char* name) {
     const int before = g_failures, checks_before = g_checks;
@@ -297,13 +499,28 @@ void run_suite(const char* name) {
 }  // namespace
 
 int main() {
-    run_suite<float>("bias_act float");
-    run_suite<double>("bias_act double");
-    const int before = g_failures, checks_before = g_checks;
-    std::mt19937_64 rng(7);
-    check_finite_differences(rng);
-    std::printf("bias_act finite differences: %d checks, %d failed\n", g_checks - checks_before,
-                g_failures - before);
+    namespace gc = genmix::cpu;
+    std::vector<gc::CpuIsa> isas;
+    for (gc::CpuIsa isa : {gc::kIsaBaseline, gc::kIsaAvx2, gc::kIsaAvx512})
+        if (isa <= gc::cpu_isa_supported()) isas.push_back(isa);
+    {
+        const int before = g_failures, checks_before = g_checks;
+        check_vmath<float>(isas);
+        check_vmath<double>(isas);
+        std::printf("vmath: %d checks, %d failed\n", g_checks - checks_before, g_failures - before);
+    }
+    for (gc::CpuIsa isa : isas) {
+        gc::set_cpu_isa(isa);
+        const std::string tag = std::string(" (") + gc::cpu_isa_name(isa) + ")";
+        run_suite<float>(("bias_act float" + tag).c_str());
+        run_suite<double>(("bias_act double" + tag).c_str());
+        const int before = g_failures, checks_before = g_checks;
+        std::mt19937_64 rng(7);
+        check_finite_differences(rng);
+        std::printf("bias_act finite differences%s: %d checks, %d failed\n", tag.c_str(),
+                    g_checks - checks_before, g_failures - before);
+    }
+    gc::set_cpu_isa(gc::cpu_isa_supported());
     if (g_failures) {
         std::printf("%d FAILED\n", g_failures);
         return 1;
