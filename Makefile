@@ -6,7 +6,7 @@ PYTHON ?= python3
 install:            ## install genmix (CPU torch if none is present) and build its extension
 	PYTHON=$(PYTHON) scripts/install.sh
 
-demo: install       ## the main job: GAN, synthesis, every mixing strategy, report (phantom data)
+demo: install       ## the main job on phantom data within 15 min on 2 cores: diffusion generator, synthesis, the generative strategies beside the oversample control, report with a verdict
 	$(PYTHON) -m genmix info
 	$(PYTHON) -m genmix demo --out runs/demo --preset cpu
 

@@ -305,10 +305,12 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from genmix.pipeline import make_config
+    from genmix.demo import demo_config, plan_text
 
-    # The phantom's lesions have no handedness, so the generator may train on x-flips too.
-    cfg = make_config(args.preset, {}, dict(data="phantom", out=args.out, device=args.device, gan_mirror=True))
+    cfg = demo_config(args.preset, args.out, args.device)
+    if args.dry_run:
+        print(plan_text(cfg))
+        return 0
     return _run_pipeline(cfg, progress=not args.no_progress)
 
 
@@ -519,11 +521,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--no-progress", action="store_true")
     exp.set_defaults(func=cmd_experiment)
 
-    demo = sub.add_parser("demo", help="the whole pipeline on the embedded phantom dataset")
+    demo = sub.add_parser("demo", help="the whole pipeline on the embedded phantom dataset: the diffusion "
+                                       "generator, every generative strategy, the oversample control, a verdict")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--preset", choices=["tiny", "cpu", "gpu"], default="cpu",
-                      help="cpu: minutes on a 2-core CPU (default); gpu: a real run")
+                      help="cpu: within 15 minutes on a 2-core CPU (default); gpu: a real run; tiny: a test run")
     demo.add_argument("--device", choices=["cpu", "cuda"])
+    demo.add_argument("--dry-run", action="store_true",
+                      help="print the stages and their expected times on a 2-core CPU, and run nothing")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -11,12 +11,17 @@ from genmix.pipeline import ExperimentConfig, load_config_file, make_config, run
 
 
 def test_demo_tiny_end_to_end(tmp_path, capsys):
+    from genmix.demo import DEMO_STRATEGIES
+
     out = tmp_path / "demo"
     assert main(["demo", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
     report = (out / "report.md").read_text()
-    for strategy in ("none", "mixup", "cutmix", "synth", "genmix", "gemix"):
+    assert report.split("\n\n")[1].startswith("**Verdict:**")  # the report opens with the verdict
+    assert {"oversample", "edit", "diffmix"} <= set(DEMO_STRATEGIES)
+    for strategy in DEMO_STRATEGIES:
         assert f"| {strategy} |" in report
         assert (out / "runs" / strategy / "seed0" / "metrics.json").is_file()
+    assert json.loads((out / "gan" / "config.json").read_text())["arch"] == "diffusion"  # the default generator
     assert "no winner is declared from a single run" in report and "Always predicting the majority class" in report
     assert "GeMix soft labels by the `code` rule" in report
     assert "phantom" in report and "not patient data" in report
@@ -211,6 +216,21 @@ def _sweep(tmp_path, monkeypatch):
     assert "| synth-r1/seed0 |" in report.split("## Timings")[1]
     with pytest.raises(ValueError, match="add none"):
         make_config("tiny", {}, dict(data="phantom", out="x", strategies=["synth"], synth_ratios=[1.0]))
+
+
+def test_the_demo_fits_its_time_limit_and_shows_its_plan(capsys):
+    """`genmix demo --dry-run`: the cpu demo's stages with their expected times on a 2-core CPU
+    (the cost model calibrated on the committed stage timings) add up to under 15 minutes."""
+    from genmix.demo import DEMO_STRATEGIES, demo_config, plan
+
+    assert main(["demo", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "generator diffusion (cpu, 3 min budget" in text and "generator evaluation off" in text
+    rows = dict(plan(demo_config("cpu")))
+    assert all(seconds is not None for seconds in rows.values())
+    assert sum(rows.values()) < 15 * 60 and f"total {sum(rows.values()) / 60:.1f} min" in text
+    assert {f"{s}/seed{k}" for s in DEMO_STRATEGIES for k in range(3)} <= set(rows)
+    assert 180 <= rows["gan"] < 300 and rows["edit"] < rows["synthesize"]
 
 
 def test_the_run_bar_shows_a_time_budgeted_stage_against_its_budget():

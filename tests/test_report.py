@@ -144,3 +144,11 @@ def test_the_report_says_why_fid_used_random_features(tmp_path):
     (evaluation / "generator_eval.json").write_text(json.dumps(dict(extractor="inception-v3-tf-fid")))
     cfg = make_config("cpu", {}, dict(data="toy", out=str(tmp_path), strategies=["none"]))
     assert "random-weight" not in write_report(tmp_path, cfg, _dataset(), runs, {}).read_text()
+
+
+def test_a_run_without_generator_evaluation_says_how_to_get_one(tmp_path):
+    _write_runs(tmp_path, "none", [0.7], [0.5])
+    (tmp_path / "gan").mkdir()
+    cfg = make_config("cpu", {}, dict(data="toy", out=str(tmp_path), strategies=["none", "synth"], fid=False))
+    report = write_report(tmp_path, cfg, _dataset(), [("none", 0, None)], {}).read_text()
+    assert f"`genmix evaluate-generator --gan {tmp_path / 'gan'}`" in report

@@ -536,6 +536,12 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict, sweep: dict
 
     if cfg.needs_gan:
         lines += ["## Generator", ""]
+        if not getattr(cfg, "fid", True):
+            gans = sorted(p for p in out.glob("gan*") if p.is_dir()) or [out / "gan"]
+            lines += ["The generator was not evaluated in this run (`fid = false`, to fit its time limit): "
+                      f"`genmix evaluate-generator --gan {gans[0]}`" + (" (and each other gan* folder)" if len(gans) > 1
+                                                                          else "")
+                      + " measures FID/KID against the real-vs-real floor, precision/recall and TSTR.", ""]
         if _copy(out / "gan" / "samples" / "latest.png", figs / "gan_samples.png"):
             lines += ["Samples of the conditional generator (one row per class: " + ", ".join(names) + "):", "",
                       "![GAN samples](figures/gan_samples.png)", ""]
