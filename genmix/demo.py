@@ -14,9 +14,10 @@ its sets, snapshot grids and KIDs and the interpolation strip from it. The sampl
 steps: on the phantom generator the demo trains (the 4-kimg best snapshot), 10 and 8 steps lost
 class information, the macro-F1 with which a classifier trained on the real training images
 recovers the class each image was asked for falling from 0.48 to 0.38 and 0.26 (150 images,
-FID against 150 training images 176, 177, 191; measured 2026-12-04, no test split involved). So
-the CPU demo draws smaller sets instead (synthetic_share 0.25: each set a quarter of the real
-training set, appended in full), trains the generator for 3 minutes instead of 6 (its validation
+FID against 150 training images 176, 177, 191; no test split involved;
+benchmarks/results/phantom-sampling-steps-cpu/). So the CPU demo draws smaller sets instead
+(synthetic_share 0.25: a quarter of the real training set per set, where the committed runs
+used half), trains the generator for 3 minutes instead of 6 (its validation
 KID was best at 4 kimg in the 6-minute run of benchmarks/results/phantom-generators-cpu/, which
 3 minutes reach here), and leaves the generator evaluation (FID/KID, TSTR: about 1,300 more
 samples, Inception features and a classifier; 836 s in that run) to `genmix evaluate-generator
