@@ -12,6 +12,7 @@ LAYERS = {
     "genmix.kernels": 0, "genmix.ops": 1,
     "genmix.models": 2, "genmix.mixing": 2, "genmix.data": 2, "genmix.metrics": 2,
     "genmix.training": 3, "genmix.report": 4, "genmix.evaluation": 5, "genmix.pipeline": 6,
+    "genmix.demo": 6,  # the demo's sizing of the pipeline, used by the CLI
     "genmix.cli": 7, "genmix.__main__": 7,
 }
 
