@@ -32,8 +32,9 @@ for V in $VERSIONS; do
             # Above the configured cap: without pip's configuration files, from PyPI.
             if ! PIP_CONFIG_FILE=/dev/null "$PY" -m pip install --disable-pip-version-check -q "torch==$V" numpy \
                     >>"$VENV.pip.log" 2>&1; then
-                say "torch $V: FAILED to install ($(grep -m1 -i error "$VENV.pip.log" || echo "see $VENV.pip.log"))"
-                status=1
+                # As ci-cuda-build.sh: a wheel that cannot be had here skips that version loudly;
+                # a build or a test that fails on it fails CI.
+                say "torch $V: SKIPPED, it cannot be installed here ($(grep -m1 -i error "$VENV.pip.log" || echo "see $VENV.pip.log"))"
                 continue
             fi
         fi
