@@ -44,14 +44,8 @@ if ! "$PY" -c "import torch, sys; sys.exit(torch.version.cuda is None)"; then
 fi
 say "torch $("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)') ready after $(elapsed)"
 
-# 2. A copy of the source tree (tracked and new files; ignored ones such as build/ stay out).
-#    tar keeps modification times, so a rerun rebuilds only what changed.
-mkdir -p "$SRC"
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -z --cached --others --exclude-standard | tar -c --null -T - -f - | tar -x -C "$SRC" -f -
-else
-    tar -c --exclude=./build --exclude=./.git -f - . | tar -x -C "$SRC" -f -
-fi
+# 2. A copy of the source tree (scripts/copy-source-tree.sh: tracked and new files, build/ left out).
+scripts/copy-source-tree.sh "$SRC"
 
 # 3. The plain install, with every build variable removed from the environment.
 T1=$SECONDS

@@ -43,12 +43,7 @@ for V in $VERSIONS; do
 
     # A copy of the source tree per version, so that no build replaces the main environment's.
     SRC=build/matrix-src-$V
-    mkdir -p "$SRC"
-    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        git ls-files -z --cached --others --exclude-standard | tar -c --null -T - -f - | tar -x -C "$SRC" -f -
-    else
-        tar -c --exclude=./build --exclude=./.git -f - . | tar -x -C "$SRC" -f -
-    fi
+    scripts/copy-source-tree.sh "$SRC"
     T1=$SECONDS
     if ! GENMIX_CUDA=0 PYTHON="$PY" "$SRC/scripts/install.sh" test >"$SRC.install.log" 2>&1; then
         tail -30 "$SRC.install.log"
