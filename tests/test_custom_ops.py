@@ -88,6 +88,13 @@ def test_opcheck_cpp_operators(name, dtype):
         torch.library.opcheck(op, args)
 
 
+def test_the_triton_operators_load_wherever_triton_imports():
+    # Loading them is guarded so that a broken Triton cannot break `import genmix`; this makes
+    # sure the guard never hides a defect of ours (torch 2.6 once refused list[int] schemas).
+    pytest.importorskip("triton")
+    assert _library.triton_available(), _library.triton_error()
+
+
 @pytest.mark.skipif("triton" not in cpu_kernel_impls(), reason="Triton interpreter not available")
 @pytest.mark.parametrize("name", TRITON_NAMES)
 def test_opcheck_triton_operators(name):

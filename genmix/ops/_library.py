@@ -17,6 +17,7 @@ could not be loaded is left to the dispatcher (`_backend`), which says why and f
 from __future__ import annotations
 
 import importlib
+import typing
 from typing import Optional
 
 import torch
@@ -365,10 +366,12 @@ def _define_triton_ops() -> None:
     from genmix.kernels import modulate as k_modulate
     from genmix.kernels import upfirdn2d as k_upfirdn2d
 
+    # typing.List / typing.Tuple spelled out: torch 2.6's schema inference refuses list[int] and
+    # cannot resolve a bare `Tuple` name in these (string) annotations.
     triton_op = torch.library.triton_op
 
     @triton_op("genmix::upfirdn2d_triton", mutates_args=())
-    def upfirdn2d_triton(x: torch.Tensor, f: torch.Tensor, params: list[int], flip_filter: bool,
+    def upfirdn2d_triton(x: torch.Tensor, f: torch.Tensor, params: typing.List[int], flip_filter: bool,
                          gain: float) -> torch.Tensor:
         return k_upfirdn2d.upfirdn2d(x, f, *params, flip_filter, gain)
 
@@ -394,19 +397,19 @@ def _define_triton_ops() -> None:
         return k_mixer.sample_dirichlet(concentration.contiguous(), seed)
 
     @triton_op("genmix::mix_batch_triton", mutates_args=())
-    def mix_batch_triton(xs: list[torch.Tensor], ys: list[torch.Tensor], out_dtype: int, dist: int, alpha: float,
-                         scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def mix_batch_triton(xs: typing.List[torch.Tensor], ys: typing.List[torch.Tensor], out_dtype: int, dist: int,
+                         alpha: float, scale: float, seed: int) -> typing.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return k_mixer.mix_batch(xs, ys, MIX_OUT_DTYPES[out_dtype], dist, alpha, scale, seed)
 
     @triton_op("genmix::modulate_weights_triton", mutates_args=())
     def modulate_weights_triton(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool,
-                                eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+                                eps: float) -> typing.Tuple[torch.Tensor, torch.Tensor]:
         return k_modulate.modulate_weights(weight, styles, demodulate, eps)
 
     @triton_op("genmix::modulate_weights_backward_triton", mutates_args=())
     def modulate_weights_backward_triton(weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor,
                                          g: torch.Tensor, demodulate: bool,
-                                         eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+                                         eps: float) -> typing.Tuple[torch.Tensor, torch.Tensor]:
         return k_modulate.modulate_weights_backward(weight, styles, d, g, demodulate, eps)
 
 
