@@ -88,7 +88,7 @@ def test_opcheck_cpp_operators(name, dtype):
         torch.library.opcheck(op, args)
 
 
-def test_the_triton_operators_load_wherever_triton_imports():
+def test_kernel_operators_load_wherever_their_compiler_imports():
     # Loading them is guarded so that a broken Triton cannot break `import genmix`; this makes
     # sure the guard never hides a defect of ours (torch 2.6 once refused list[int] schemas).
     pytest.importorskip("triton")
