@@ -483,12 +483,16 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
             stages.append(Stage(path.parent.name, path.parent, real,
                                 lambda st, d=data, g=gan_dir, k=kind, p=path: _stage_real_guided(
                                     cfg, _reduced(cfg, d), g, p, k)))
+            if "none" in cfg.strategies:  # the judge: the `none` run of seed 0, trained on real images only
+                judge = out / "runs" / run_name("none", 0, fold)
+                evaluations.append(Stage(f"check-{kind}-labels{label}", path.parent / "label-check",
+                                         dict(set=fingerprint(real), judge=_recipe(cfg)),
+                                         lambda st, d=data, p=path, j=judge: _stage_label_check(
+                                             cfg, _reduced(cfg, d), p, j, st.dir)))
         if cfg.fid:
             evaluations.append(Stage(f"evaluate-generator{label}", gan_dir / "evaluation",
                                      dict(gan=fingerprint(gan), n=cfg.fid_n, extractor=cfg.fid_extractor,
-                                          tstr=cfg.tstr, model=cfg.model, epochs=cfg.epochs, batch=cfg.batch,
-                                          lr=cfg.lr, split_seed=cfg.split_seed,
-                                          **({"patience": cfg.patience} if cfg.patience else {})),
+                                          tstr=cfg.tstr, **_recipe(cfg)),
                                      lambda st, d=data, g=gan_dir, k=key: _stage_evaluate_generator(
                                          cfg, _reduced(cfg, d), g, st.dir, out, k)))
     for label, seed, fold in _classifier_runs(cfg) + _sweep_runs(cfg):
@@ -728,6 +732,23 @@ def _stage_real_guided(cfg: ExperimentConfig, dataset, gan_dir: Path, path: Path
                          gamma=cfg.diffmix_gamma if kind == "diffmix" else None,
                          per_class=_synthetic_per_class(cfg, dataset), seed=SET_SEEDS[kind],
                          device=cfg.device or "cpu")
+
+
+def _recipe(cfg: ExperimentConfig) -> dict:
+    """The classifier recipe an evaluation stage depends on (TSTR's, the label check's judge)."""
+    return dict(model=cfg.model, epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, split_seed=cfg.split_seed,
+                **({"patience": cfg.patience} if cfg.patience else {}))
+
+
+def _stage_label_check(cfg: ExperimentConfig, dataset, set_path: Path, judge: Path, stage_dir: Path):
+    """How far an edit/diffmix set's labels are from what the `none` classifier sees in its images
+    (genmix.evaluation.real_guided)."""
+    from genmix.evaluation.real_guided import check_set_labels
+
+    train = dataset.splits["train"]
+    result = check_set_labels(set_path, judge, train.images, train.labels, class_names=list(dataset.class_names),
+                              device=cfg.device or "cpu")
+    _save_json(stage_dir / "label_check.json", result)
 
 
 def _stage_evaluate_generator(cfg: ExperimentConfig, data, gan_dir: Path, stage_dir: Path, out: Path, key):

@@ -147,6 +147,21 @@ def test_experiment_runs_the_control_and_the_real_guided_sets(tmp_path, monkeypa
     assert settings["strength"] == 0.5 and settings["gamma"] == 0.5
     assert np.allclose(diffmix["soft_labels"].max(1), 0.5 ** 0.5)
 
+    # The label check: each set judged by the none run of seed 0, numbers straight from its predictions.
+    from genmix.training.classifier import load_classifier, predict
+
+    judge, _ = load_classifier(out / "runs" / "none" / "seed0")
+    for kind, syn in (("edit", load(out / "edit" / "edit.npz")), ("diffmix", diffmix)):
+        check = json.loads((out / kind / "label-check" / "label_check.json").read_text())
+        src = arrays["train_labels"][syn["source_index"], 0]
+        p = predict(judge, syn["train_images"][..., None])
+        for row in check["rows"]:
+            m = (src == row["source"]) & (syn["condition_class"] == row["target"])
+            assert row["n"] == m.sum() > 0 and (row["source"] == row["target"]) == (kind == "edit")
+            assert row["p_target"] == pytest.approx(p[m, row["target"]].mean())
+            assert row["label_target"] == pytest.approx(1.0 if kind == "edit" else 0.5 ** 0.5)
+    assert "## Do the real-guided labels hold?" in report and "| diffmix, strength 0.5, gamma 0.5 | " in report
+
     assert report.split("\n")[2].startswith("**Verdict:**")
     assert "| synth | " in report and "| oversample | " in report.split("Verdicts (")[1]
     assert (out / "runs" / "diffmix" / "seed1" / "metrics.json").is_file()

@@ -167,6 +167,25 @@ def test_diffmix_set_labels_and_balance(run, tmp_path):
     assert x_mix.shape == x.shape and torch.allclose(y_mix.sum(1), torch.ones(5))
 
 
+def test_label_agreement_on_fixed_numbers():
+    """Two diffmix rows 0 -> 1 (label 0.5 on class 1) that the judge still sees as class 0, one
+    1 -> 0 row it sees as class 0, and an edit row 1 -> 1 that keeps its class."""
+    from genmix.evaluation.real_guided import label_agreement
+
+    soft = [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.0, 1.0]]
+    p_edit = [[0.9, 0.1], [0.7, 0.3], [0.6, 0.4], [0.2, 0.8]]
+    p_src = [[0.95, 0.05], [0.95, 0.05], [0.1, 0.9], [0.1, 0.9]]
+    rows = label_agreement(soft, [0, 0, 1, 1], [1, 1, 0, 1], p_edit, p_src)
+    assert [(r["source"], r["target"], r["n"]) for r in rows] == [(0, 1, 2), (1, 0, 1), (1, 1, 1)]
+    assert rows[0]["label_target"] == 0.5 and rows[0]["p_target"] == pytest.approx(0.2)
+    assert rows[0]["p_target_source"] == pytest.approx(0.05) and rows[0]["as_target"] == 0.0
+    assert rows[1]["p_target"] == pytest.approx(0.6) and rows[1]["as_target"] == 1.0
+    assert rows[1]["as_target_source"] == 0.0
+    assert rows[2]["label_target"] == 1.0 and rows[2]["p_target"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="one row per image"):
+        label_agreement(soft, [0, 0, 1], [1, 1, 0, 1], p_edit, p_src)
+
+
 def test_seeded_and_resumable(run, tmp_path, monkeypatch):
     run_dir, _ = run
     kw = dict(mode="diffmix", per_class=4, chunk=4, preview=False)

@@ -20,8 +20,8 @@ __all__ = ["VERDICTS", "paired_difference", "strategy_verdict", "t_interval"]
 
 PAIRED_TEST = "paired t-test (scipy.stats.ttest_rel); interval: t-interval of the mean difference"
 # What `strategy_verdict` can say, in the order a report lists them.
-VERDICTS = ("helps", "does not beat the control", "not tested against the control", "within noise", "below none",
-            "no interval")
+VERDICTS = ("helps", "level with the control", "below the control", "not tested against the control", "within noise",
+            "below none", "no interval")
 
 
 def _check_confidence(confidence) -> float:
@@ -128,33 +128,35 @@ def paired_difference(a, b, *, confidence: float = 0.95) -> dict:
                                       "significant", "test")}
 
 
-def strategy_verdict(vs_none: dict, control: Optional[dict] = None, *, needs_control: bool = True) -> str:
+def strategy_verdict(vs_none: dict, vs_control: Optional[dict] = None, *, needs_control: bool = True) -> str:
     """What a strategy's paired difference against `none` says, beside the `oversample` control.
 
     vs_none: `paired_difference(strategy, none)` of a metric (macro-F1 in reports), a dict with
-    "mean" and "ci". control: the same for the control (`oversample` - none), or None when the
-    control was not run. needs_control: whether the strategy must beat the control to help
-    (True for generative strategies, whose gain could come from adding images of the rare
-    classes alone; False for strategies on real images only, and for the control itself).
+    "mean" and "ci". vs_control: `paired_difference(strategy, oversample)` of the same metric on
+    the same seeds, or None when the control was not run. needs_control: whether the strategy
+    must beat the control to help (True for generative strategies, whose gain could come from
+    adding images of the rare classes alone; False for strategies on real images only, and for
+    the control itself).
 
-    The rule, with lo, hi the interval of vs_none and m its mean:
+    The rule, with lo, hi the interval of vs_none and lo_c, hi_c that of vs_control:
 
-    - "no interval": fewer than two pairs (ci is None), so nothing is claimed either way;
+    - "no interval": fewer than two pairs against none (ci is None), so nothing is claimed;
     - "below none": hi < 0;
     - "within noise": lo <= 0 <= hi (an interval touching 0 does not exclude it);
     - lo > 0 and needs_control False: "helps";
-    - lo > 0, needs_control, and the control's mean difference m_c is known: "helps" when
-      m > m_c (strictly), else "does not beat the control";
-    - lo > 0, needs_control, and no control (None, or its mean None):
-      "not tested against the control".
+    - lo > 0, needs_control, and no interval against the control (None, or its ci None):
+      "not tested against the control";
+    - lo > 0 and lo_c > 0: "helps" (above none *and* above the control, both outside the noise);
+    - lo > 0 and hi_c < 0: "below the control";
+    - lo > 0 and lo_c <= 0 <= hi_c: "level with the control" (no evidence the generator added
+      anything that repeating real images to the same count and class balance does not).
 
-    The control is compared by mean only, as stated: m > m_c, not an interval of m - m_c.
     Returns one of VERDICTS.
     """
     if not isinstance(vs_none, dict) or "ci" not in vs_none or "mean" not in vs_none:
         raise TypeError("vs_none must be a paired_difference result (a dict with 'mean' and 'ci')")
-    if control is not None and (not isinstance(control, dict) or "mean" not in control):
-        raise TypeError("control must be a paired_difference result (a dict with 'mean') or None")
+    if vs_control is not None and (not isinstance(vs_control, dict) or "ci" not in vs_control):
+        raise TypeError("vs_control must be a paired_difference result (a dict with 'mean' and 'ci') or None")
     if not isinstance(needs_control, bool):
         raise TypeError(f"needs_control must be a bool, got {type(needs_control).__name__}")
     ci = vs_none["ci"]
@@ -167,6 +169,9 @@ def strategy_verdict(vs_none: dict, control: Optional[dict] = None, *, needs_con
         return "within noise"
     if not needs_control:
         return "helps"
-    if control is None or control.get("mean") is None:
+    if vs_control is None or vs_control["ci"] is None:
         return "not tested against the control"
-    return "helps" if float(vs_none["mean"]) > float(control["mean"]) else "does not beat the control"
+    lo_c, hi_c = float(vs_control["ci"][0]), float(vs_control["ci"][1])
+    if lo_c > 0:
+        return "helps"
+    return "below the control" if hi_c < 0 else "level with the control"

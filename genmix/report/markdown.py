@@ -106,22 +106,27 @@ def summarize_runs(out: Path, runs: list, class_names: list) -> dict:
     return {s: {k: _stats(v) for k, v in cols.items()} for s, cols in table.items()}
 
 
+def paired_against(values: dict, columns: list, base: str) -> dict:
+    """{strategy: {column: paired_difference(strategy - base)}} for every strategy but `base`:
+    runs paired by (seed, fold), i.e. the same split and the same initialisation seed. {} when
+    `base` has no finished runs."""
+    if not values.get(base):
+        return {}
+    return {strategy: {col: _paired(values, strategy, base, col) for col in columns}
+            for strategy in values if strategy != base}
+
+
 def paired_against_none(values: dict, columns: list) -> dict:
-    """{strategy: {column: paired_difference(strategy - none)}}: runs paired by (seed, fold),
-    i.e. the same split and the same initialisation seed."""
+    """Every strategy against `none` (see `paired_against`)."""
+    return paired_against(values, columns, "none")
+
+
+def _paired(values: dict, a: str, b: str, col: str) -> dict:
+    """paired_difference of `col` between runs of labels a and b that share (seed, fold)."""
     from genmix.metrics import paired_difference
 
-    base = values.get("none")
-    if not base:
-        return {}
-    out = {}
-    for strategy, by_run in values.items():
-        if strategy == "none":
-            continue
-        keys = sorted(set(by_run) & set(base), key=str)
-        out[strategy] = {col: paired_difference([by_run[k].get(col) for k in keys], [base[k].get(col) for k in keys])
-                         for col in columns}
-    return out
+    keys = sorted(set(values[a]) & set(values[b]), key=str)
+    return paired_difference([values[a][k].get(col) for k in keys], [values[b][k].get(col) for k in keys])
 
 
 def _paired_table(paired: dict, columns: list, titles: list) -> str:
@@ -155,24 +160,25 @@ def _needs_control(label: str) -> bool:
     return spec.generative
 
 
-def strategy_verdicts(paired: dict, metric: str = "macro_f1") -> dict:
-    """{strategy: (verdict, its paired difference, the control's or None)} for every strategy
-    of `paired` (as from `paired_against_none`), in its order, by `strategy_verdict` on `metric`."""
+def strategy_verdicts(paired: dict, metric: str = "macro_f1", vs_control: dict | None = None) -> dict:
+    """{strategy: (verdict, its paired difference against none, against the control or None)}
+    for every strategy of `paired` (as from `paired_against_none`), in its order, by
+    `strategy_verdict` on `metric`. vs_control: every strategy against the control (as from
+    `paired_against(values, [metric], CONTROL)`); None or {} when the control was not run."""
     from genmix.metrics.paired import strategy_verdict
 
-    control = (paired.get(CONTROL) or {}).get(metric)
     out = {}
     for strategy, cols in paired.items():
         needs = _needs_control(strategy)
-        d = cols[metric]
-        out[strategy] = (strategy_verdict(d, control if needs else None, needs_control=needs), d,
-                         control if needs else None)
+        c = ((vs_control or {}).get(strategy) or {}).get(metric) if needs else None
+        out[strategy] = (strategy_verdict(cols[metric], c, needs_control=needs), cols[metric], c)
     return out
 
 
 def verdict_paragraph(paired: dict, *, several: bool, has_none: bool, metric: str = "macro_f1",
-                      title: str = "macro-F1") -> str:
-    """The one paragraph report.md opens with: which strategies help, beside which control."""
+                      title: str = "macro-F1", vs_control: dict | None = None) -> str:
+    """The one paragraph report.md opens with: which strategies help, beside which control
+    (vs_control: as for `strategy_verdicts`)."""
     from genmix.metrics.paired import VERDICTS
 
     if not has_none:
@@ -181,7 +187,7 @@ def verdict_paragraph(paired: dict, *, several: bool, has_none: bool, metric: st
     if not several:
         return ("**Verdict:** one run per strategy, so no strategy is called helpful or harmful: a verdict needs "
                 "a paired interval, i.e. at least two seeds or folds.")
-    verdicts = strategy_verdicts(paired, metric)
+    verdicts = strategy_verdicts(paired, metric, vs_control)
     if not verdicts:
         return "**Verdict:** no strategy besides `none` has finished runs yet."
     n = max((d["n"] for _, d, _ in verdicts.values()), default=0)
@@ -199,14 +205,17 @@ def verdict_paragraph(paired: dict, *, several: bool, has_none: bool, metric: st
         beside = (f"the `{CONTROL}` control was not run, so no generative strategy can be called helpful"
                   if generative else f"no generative strategy was run (the `{CONTROL}` control applies to those)")
     else:
-        beside = (f"a generative strategy helps only when its mean Δ also exceeds the `{CONTROL}` control's "
-                  f"({control['mean']:+.3f}: real images repeated to the synthetic set's count and class balance)")
+        beside = (f"a generative strategy helps only when its paired interval against the `{CONTROL}` control "
+                  f"lies above 0 as well (the control, real images repeated to the synthetic set's count and class "
+                  f"balance: {control['mean']:+.3f})")
     helping = groups.get("helps")
     lead = (f"**Verdict:** {', '.join(helping)} help{'s' if len(helping) == 1 else ''}" if helping
             else "**Verdict:** no strategy helps")
     text = (f"{lead} on test {title} against `none` (paired over up to {n} seeds/folds, 95% t-interval of Δ above "
             f"0; {beside}).")
-    wording = {"does not beat the control": f"above `none` but not above `{CONTROL}`",
+    wording = {"level with the control": f"above `none` but level with `{CONTROL}` (the interval against it "
+                                         f"includes 0)",
+               "below the control": f"above `none` but below `{CONTROL}` (the interval against it lies under 0)",
                "not tested against the control": f"above `none`, but the `{CONTROL}` control was not run",
                "within noise": "within noise (the interval includes 0)",
                "below none": "below `none` (the interval lies under 0)",
@@ -218,21 +227,22 @@ def verdict_paragraph(paired: dict, *, several: bool, has_none: bool, metric: st
     return text
 
 
-def _verdict_table(paired: dict, metric: str = "macro_f1") -> str:
-    """Each strategy's Δ against `none` beside the control's, and the verdict."""
-    lines = [f"| Strategy | Δ macro-F1 vs none [95% CI] | `{CONTROL}` Δ macro-F1 (control) | Verdict |",
+def _verdict_table(paired: dict, metric: str = "macro_f1", vs_control: dict | None = None) -> str:
+    """Each strategy's Δ against `none` and, for a generative one, against the control; the verdict."""
+    lines = [f"| Strategy | Δ macro-F1 vs none [95% CI] | Δ macro-F1 vs `{CONTROL}` [95% CI] | Verdict |",
              "|---|---|---|---|"]
-    for strategy, (verdict, d, control) in strategy_verdicts(paired, metric).items():
-        if d["mean"] is None:
-            delta = "n/a"
-        elif d["ci"] is None:
-            delta = f"{d['mean']:+.3f} (one pair)"
-        else:
-            delta = f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
-        beside = ("—" if not _needs_control(strategy) else "not run" if control is None or control["mean"] is None
-                  else f"{control['mean']:+.3f}")
-        lines.append(f"| {strategy} | {delta} | {beside} | {verdict} |")
+    for strategy, (verdict, d, c) in strategy_verdicts(paired, metric, vs_control).items():
+        beside = "—" if not _needs_control(strategy) else "not run" if c is None else _difference(c)
+        lines.append(f"| {strategy} | {_difference(d)} | {beside} | {verdict} |")
     return "\n".join(lines)
+
+
+def _difference(d: dict) -> str:
+    if d["mean"] is None:
+        return "n/a"
+    if d["ci"] is None:
+        return f"{d['mean']:+.3f} (one pair)"
+    return f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
 
 
 def _columns(class_names):
@@ -409,6 +419,31 @@ def _extractor_warning(out: Path, cfg=None) -> list:
             "are not comparable with published FIDs.", ""]
 
 
+def _label_check_section(out: Path) -> list:
+    """Whether each real-guided set's labels hold, by the `none` classifier (the pipeline's
+    label-check stages, genmix.evaluation.real_guided)."""
+    checks = sorted(out.glob("*/label-check/label_check.json"))
+    if not checks:
+        return []
+    lines = ["## Do the real-guided labels hold?", "",
+             "Each edited image and the real image it started from, scored by the `none` classifier of seed 0 "
+             "(trained on real images only, it never saw a generated image). A diffmix label claims the edit moved "
+             "a share s^γ of the way to the target class; p(target) of the edit says how far it really moved, "
+             "beside that of its source. An edit (target = source) should keep its class.", "",
+             "| Set | source → target | n | label's weight on target | p(target): edited | p(target): source | "
+             "classified as target: edited | source |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for path in checks:
+        check = json.loads(path.read_text())
+        settings = check.get("settings", {})
+        name = path.parent.parent.name + "".join(f", {k} {settings[k]:g}" for k in ("strength", "gamma")
+                                                 if isinstance(settings.get(k), (int, float)))
+        for r in check["rows"]:
+            pair = f"{r.get('source_name', r['source'])} → {r.get('target_name', r['target'])}"
+            lines.append(f"| {name} | {pair} | {r['n']} | {r['label_target']:.2f} | {r['p_target']:.2f} | "
+                         f"{r['p_target_source']:.2f} | {r['as_target']:.2f} | {r['as_target_source']:.2f} |")
+    return lines + [""]
+
+
 def _copy(src: Path, dst: Path) -> bool:
     if src.is_file():
         with atomic_path(dst) as tmp:
@@ -427,7 +462,8 @@ def _sweep_section(out: Path, sweep: dict, runs: list, figs: Path, metric: str =
     from genmix.report.plots import plot_ratio_sweep
 
     ratios, labels = list(sweep["ratios"]), sweep["labels"]
-    paired = paired_against_none(run_values(out, list(runs) + list(sweep["runs"])), [metric])
+    values = run_values(out, list(runs) + list(sweep["runs"]))
+    paired = paired_against_none(values, [metric])
     if not paired:
         return ["## Synthetic-ratio sweep", "", "_No finished `none` runs: nothing to pair the sweep with._", ""]
     control = labels.get(CONTROL, {})
@@ -443,7 +479,8 @@ def _sweep_section(out: Path, sweep: dict, runs: list, figs: Path, metric: str =
                 cells.append("n/a")
                 continue
             points.setdefault(strategy, []).append((r, d["mean"], d["ci"]))
-            c = (paired.get(control.get(r)) or {}).get(metric) if needs else None
+            c = control.get(r)
+            c = _paired(values, by_ratio[r], c, metric) if needs and values.get(c) else None
             verdict = strategy_verdict(d, c, needs_control=needs)
             interval = "" if d["ci"] is None else f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
             cells.append(f"{d['mean']:+.3f}{interval}, {verdict}")
@@ -477,9 +514,11 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict, sweep: dict
     paired_cols = ["macro_f1", "auc", f"sens:{minority}"]
     values = run_values(out, runs)
     paired = paired_against_none(values, paired_cols) if several else {}
+    vs_control = paired_against(values, ["macro_f1"], CONTROL) if several else {}
     figs = out / "figures"
     lines = [f"# genmix experiment: {dataset.name}", "",
-             verdict_paragraph(paired, several=several, has_none=bool(values.get("none"))), ""]
+             verdict_paragraph(paired, several=several, has_none=bool(values.get("none")), vs_control=vs_control),
+             ""]
     lines += _extractor_warning(out, cfg)
     if dataset.name == "phantom":
         lines += ["Data: the embedded **phantom** (procedural CT-like liver lesion patches), not patient data.", ""]
@@ -523,9 +562,9 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict, sweep: dict
                   f"interval excludes 0. Minority class: {minority}.", "",
                   _paired_table(paired, paired_cols, ["Δ macro-F1", "Δ AUC", f"Δ sens. {minority}"]), "",
                   f"Verdicts (the opening paragraph's, by `genmix.metrics.paired.strategy_verdict`): a strategy helps "
-                  f"when its interval of Δ macro-F1 lies above 0 and, for a generative strategy, its mean Δ is above "
-                  f"that of `{CONTROL}` (real training images repeated to the synthetic set's count and class "
-                  f"balance), shown beside it:", "", _verdict_table(paired), ""]
+                  f"when its interval of Δ macro-F1 lies above 0 and, for a generative strategy, its paired interval "
+                  f"against `{CONTROL}` (real training images repeated to the synthetic set's count and class "
+                  f"balance, same seeds) lies above 0 as well:", "", _verdict_table(paired, vs_control=vs_control), ""]
     if several and summary:
         lines += ["95% confidence intervals of the mean (t-interval over seeds/folds):", "", _ci_table(summary), ""]
     elif summary:
@@ -553,6 +592,7 @@ def write_report(out: Path, cfg, dataset, runs: list, timings: dict, sweep: dict
             if ev.parent.parent.name != "gan":
                 lines += [f"### Generator `{ev.parent.parent.name[len('gan-'):]}`", ""]
             lines += _generator_section(ev, figs, ev.parent.parent.name)
+        lines += _label_check_section(out)
 
     lines += ["## Figures per strategy (first seed)", ""]
     for strategy in dict.fromkeys(r[0] for r in runs):
