@@ -623,11 +623,7 @@ def edm_sample(denoiser, labels, *, num_steps=18, guidance=1.0, seed=0, batch=25
     noise replaces the seeded noise. batch: images per network call (halved with guidance).
     device: where the network runs (default: the device of the denoiser's parameters).
     """
-    for name in ("img_channels", "img_resolution", "label_dim"):
-        if not hasattr(denoiser, name):
-            raise TypeError(f"denoiser must have an attribute {name!r} (e.g. an EDMPrecond), got "
-                            f"{type(denoiser).__name__}")
-    channels, resolution, label_dim = denoiser.img_channels, denoiser.img_resolution, denoiser.label_dim
+    channels, resolution, label_dim = _denoiser_shape(denoiser)
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor of shape (N, {label_dim}), got {type(labels).__name__}")
     if not labels.is_floating_point():
@@ -647,13 +643,32 @@ def edm_sample(denoiser, labels, *, num_steps=18, guidance=1.0, seed=0, batch=25
             raise TypeError("latents must be a float tensor")
         if tuple(latents.shape) != (n, *shape):
             raise ValueError(f"latents must have shape {(n, *shape)}, got {tuple(latents.shape)}")
+    return _heun_solve(denoiser, labels, t_steps, shape=shape, guidance=guidance, seed=seed, first_index=0,
+                       batch=batch, device=device, latents=latents)
+
+
+def _denoiser_shape(denoiser) -> tuple:
+    """(channels, resolution, label_dim) of a denoiser, or a TypeError naming what it lacks."""
+    for name in ("img_channels", "img_resolution", "label_dim"):
+        if not hasattr(denoiser, name):
+            raise TypeError(f"denoiser must have an attribute {name!r} (e.g. an EDMPrecond), got "
+                            f"{type(denoiser).__name__}")
+    return denoiser.img_channels, denoiser.img_resolution, denoiser.label_dim
+
+
+def _heun_solve(denoiser, labels, steps, *, shape, guidance, seed, first_index, batch, device, latents=None,
+                images=None):
+    """The Heun sampler down `steps` (sigmas, float64, ending at 0) for every row of `labels`, in
+    batches: row i starts from noise seeded by (seed, first_index + i) (or latents[i]) times
+    steps[0], plus images[i] when given (an edit). Shared by `edm_sample` and `edm_edit`, whose
+    arguments are validated; returns a CPU float32 tensor (N, *shape) clamped to [-1, 1]."""
     if device is None:
         param = next(iter(denoiser.parameters()), None) if isinstance(denoiser, nn.Module) else None
         device = param.device if param is not None else torch.device("cpu")
     device = torch.device(device)
     if guidance not in (0.0, 1.0):
         batch = max(1, batch // 2)
-
+    n = labels.shape[0]
     was_training = denoiser.training if isinstance(denoiser, nn.Module) else None
     if was_training:
         denoiser.eval()
@@ -662,11 +677,14 @@ def edm_sample(denoiser, labels, *, num_steps=18, guidance=1.0, seed=0, batch=25
         with torch.no_grad():
             for start in range(0, n, batch):
                 stop = min(n, start + batch)
-                z = latents[start:stop] if latents is not None else _initial_noise(seed, start, stop, shape)
+                z = (latents[start:stop] if latents is not None
+                     else _initial_noise(seed, first_index + start, first_index + stop, shape))
                 c = labels[start:stop].to(device)
-                x = z.to(device, torch.float64) * t_steps[0]
-                for i in range(num_steps):
-                    x = edm_heun_step(denoiser, x, float(t_steps[i]), float(t_steps[i + 1]), c, guidance=guidance)
+                x = z.to(device, torch.float64) * steps[0]
+                if images is not None:
+                    x = x + images[start:stop].to(device, torch.float64)
+                for i in range(len(steps) - 1):
+                    x = edm_heun_step(denoiser, x, float(steps[i]), float(steps[i + 1]), c, guidance=guidance)
                 out[start:stop] = x.clamp(-1, 1).float().cpu()
     finally:
         if was_training:
@@ -723,11 +741,7 @@ def edm_edit(denoiser, images, labels, *, strength, num_steps=18, guidance=1.0, 
     pieces are cut at multiples of `batch` (the network's arithmetic may differ in the last
     bits between batch sizes). guidance, batch, sigma_*, rho, device: as for `edm_sample`.
     """
-    for name in ("img_channels", "img_resolution", "label_dim"):
-        if not hasattr(denoiser, name):
-            raise TypeError(f"denoiser must have an attribute {name!r} (e.g. an EDMPrecond), got "
-                            f"{type(denoiser).__name__}")
-    channels, resolution, label_dim = denoiser.img_channels, denoiser.img_resolution, denoiser.label_dim
+    channels, resolution, label_dim = _denoiser_shape(denoiser)
     images = _check_images("images", images, channels, resolution)
     n = images.shape[0]
     labels = _check_float_matrix("labels", labels, label_dim, n)
@@ -748,31 +762,6 @@ def edm_edit(denoiser, images, labels, *, strength, num_steps=18, guidance=1.0, 
     else:
         sigma_start = edm_strength_sigma(strength, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
         steps = torch.cat([torch.tensor([sigma_start], dtype=torch.float64), t_steps[t_steps < sigma_start]])
-    if device is None:
-        param = next(iter(denoiser.parameters()), None) if isinstance(denoiser, nn.Module) else None
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
-    if guidance not in (0.0, 1.0):
-        batch = max(1, batch // 2)
-    shape = (channels, resolution, resolution)
-
-    was_training = denoiser.training if isinstance(denoiser, nn.Module) else None
-    if was_training:
-        denoiser.eval()
-    out = torch.empty((n, *shape))
-    try:
-        with torch.no_grad():
-            for start in range(0, n, batch):
-                stop = min(n, start + batch)
-                z = _initial_noise(seed, first_index + start, first_index + stop, shape)
-                c = labels[start:stop].to(device)
-                x = z.to(device, torch.float64) * steps[0]
-                if strength < 1:
-                    x = x + images[start:stop].to(device, torch.float64)
-                for i in range(len(steps) - 1):
-                    x = edm_heun_step(denoiser, x, float(steps[i]), float(steps[i + 1]), c, guidance=guidance)
-                out[start:stop] = x.clamp(-1, 1).float().cpu()
-    finally:
-        if was_training:
-            denoiser.train()
-    return out
+    return _heun_solve(denoiser, labels, steps, shape=(channels, resolution, resolution), guidance=guidance,
+                       seed=seed, first_index=first_index, batch=batch, device=device,
+                       images=images if strength < 1 else None)
