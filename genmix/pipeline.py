@@ -486,7 +486,7 @@ def _plan(cfg: ExperimentConfig, dataset, out: Path) -> list:
             if "none" in cfg.strategies:  # the judge: the `none` run of seed 0, trained on real images only
                 judge = out / "runs" / run_name("none", 0, fold)
                 evaluations.append(Stage(f"check-{kind}-labels{label}", path.parent / "label-check",
-                                         dict(set=fingerprint(real), judge=_recipe(cfg)),
+                                         dict(set=fingerprint(real), judge=_recipe(cfg), reference="val"),
                                          lambda st, d=data, p=path, j=judge: _stage_label_check(
                                              cfg, _reduced(cfg, d), p, j, st.dir)))
         if cfg.fid:
@@ -745,9 +745,9 @@ def _stage_label_check(cfg: ExperimentConfig, dataset, set_path: Path, judge: Pa
     (genmix.evaluation.real_guided)."""
     from genmix.evaluation.real_guided import check_set_labels
 
-    train = dataset.splits["train"]
+    train, val = dataset.splits["train"], dataset.splits["val"]
     result = check_set_labels(set_path, judge, train.images, train.labels, class_names=list(dataset.class_names),
-                              device=cfg.device or "cpu")
+                              reference=(val.images, val.labels), device=cfg.device or "cpu")
     _save_json(stage_dir / "label_check.json", result)
 
 

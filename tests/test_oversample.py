@@ -160,6 +160,9 @@ def test_experiment_runs_the_control_and_the_real_guided_sets(tmp_path, monkeypa
             assert row["n"] == m.sum() > 0 and (row["source"] == row["target"]) == (kind == "edit")
             assert row["p_target"] == pytest.approx(p[m, row["target"]].mean())
             assert row["label_target"] == pytest.approx(1.0 if kind == "edit" else 0.5 ** 0.5)
+            val = arrays["val_labels"][:, 0] == row["target"]
+            p_val = predict(judge, arrays["val_images"][val][..., None])
+            assert row["p_target_reference"] == pytest.approx(p_val[:, row["target"]].mean())
     assert "## Do the real-guided labels hold?" in report and "| diffmix, strength 0.5, gamma 0.5 | " in report
 
     assert report.split("\n")[2].startswith("**Verdict:**")

@@ -8,6 +8,11 @@ lies about the image. The check asks a judge that never saw a generated image (t
 `none` run, as for TRTR) how likely the target class is, for the edit and for its source: the
 label's target weight against the judge's p(target) says how far the claim is from the image. An
 `edit` set (target = source) is checked the same way: its images should keep their class.
+
+The judge has seen the source images in training (it scores them near 1) and is biased like
+any classifier trained on imbalanced data, so its p(target) on real images of the target class
+it has *not* seen (the validation split) is the yardstick: an edit that scores well below that
+has not become an image of the target class, whatever its label says.
 """
 
 from __future__ import annotations
@@ -49,11 +54,14 @@ def label_agreement(soft_labels, source_class, condition_class, p_edited, p_sour
     return rows
 
 
-def check_set_labels(set_path, classifier_dir, real_images, real_labels, *, class_names=None,
+def check_set_labels(set_path, classifier_dir, real_images, real_labels, *, class_names=None, reference=None,
                      device="cpu") -> dict:
     """`label_agreement` of an edit or diffmix set (genmix.training.synthesize_from_real's npz),
     judged by the classifier run in `classifier_dir`. real_images, real_labels: the training set
-    the set was drawn from (its source_index points into it). Returns the rows (with class
+    the set was drawn from (its source_index points into it). reference: (images, labels) of real
+    images the judge did not train on (the validation split); each row then also gets
+    p_target_reference and as_target_reference, the judge's mean p(target) and share assigned
+    to the target on the reference images of the target class. Returns the rows (with class
     names) and the set's settings."""
     import json
 
@@ -78,6 +86,13 @@ def check_set_labels(set_path, classifier_dir, real_images, real_labels, *, clas
         sources = sources[..., None]
     rows = label_agreement(soft, real_labels[source], condition, predict(model, edited, device=device),
                            predict(model, sources, device=device))
+    if reference is not None:
+        ref_images, ref_labels = np.asarray(reference[0]), np.asarray(reference[1]).reshape(-1)
+        p_ref = predict(model, ref_images if ref_images.ndim == 4 else ref_images[..., None], device=device)
+        for row in rows:
+            m = ref_labels == row["target"]
+            row["p_target_reference"] = float(p_ref[m, row["target"]].mean()) if m.any() else None
+            row["as_target_reference"] = float((p_ref[m].argmax(1) == row["target"]).mean()) if m.any() else None
     if class_names is not None:
         for row in rows:
             row["source_name"], row["target_name"] = class_names[row["source"]], class_names[row["target"]]

@@ -429,9 +429,12 @@ def _label_check_section(out: Path) -> list:
              "Each edited image and the real image it started from, scored by the `none` classifier of seed 0 "
              "(trained on real images only, it never saw a generated image). A diffmix label claims the edit moved "
              "a share s^γ of the way to the target class; p(target) of the edit says how far it really moved, "
-             "beside that of its source. An edit (target = source) should keep its class.", "",
+             "beside that of its source (which the classifier trained on) and that of real validation images of the "
+             "target class (which it did not: the yardstick for a new image of that class). An edit (target = "
+             "source) should keep its class.", "",
              "| Set | source → target | n | label's weight on target | p(target): edited | p(target): source | "
-             "classified as target: edited | source |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "p(target): unseen real (val) | classified as target: edited | source | unseen real (val) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for path in checks:
         check = json.loads(path.read_text())
         settings = check.get("settings", {})
@@ -439,8 +442,11 @@ def _label_check_section(out: Path) -> list:
                                                  if isinstance(settings.get(k), (int, float)))
         for r in check["rows"]:
             pair = f"{r.get('source_name', r['source'])} → {r.get('target_name', r['target'])}"
+            ref, ref_as = (f"{r[k]:.2f}" if r.get(k) is not None else "—"
+                           for k in ("p_target_reference", "as_target_reference"))
             lines.append(f"| {name} | {pair} | {r['n']} | {r['label_target']:.2f} | {r['p_target']:.2f} | "
-                         f"{r['p_target_source']:.2f} | {r['as_target']:.2f} | {r['as_target_source']:.2f} |")
+                         f"{r['p_target_source']:.2f} | {ref} | {r['as_target']:.2f} | {r['as_target_source']:.2f} | "
+                         f"{ref_as} |")
     return lines + [""]
 
 
