@@ -78,17 +78,12 @@ def check_set_labels(set_path, classifier_dir, real_images, real_labels, *, clas
     if source.size and (source.max() >= len(real_images) or source.min() < 0):
         raise ValueError(f"real_images: the set's sources reach row {int(source.max())}, but {len(real_images)} "
                          "real images were given (give the training set the set was drawn from)")
-    model, _ = load_classifier(classifier_dir, device)
-    if edited.ndim == 3:
-        edited = edited[..., None]
-    sources = real_images[source]
-    if sources.ndim == 3:
-        sources = sources[..., None]
+    model, _ = load_classifier(classifier_dir, device)  # predict takes (N, H, W) and (N, H, W, C) alike
     rows = label_agreement(soft, real_labels[source], condition, predict(model, edited, device=device),
-                           predict(model, sources, device=device))
+                           predict(model, real_images[source], device=device))
     if reference is not None:
-        ref_images, ref_labels = np.asarray(reference[0]), np.asarray(reference[1]).reshape(-1)
-        p_ref = predict(model, ref_images if ref_images.ndim == 4 else ref_images[..., None], device=device)
+        ref_labels = np.asarray(reference[1]).reshape(-1)
+        p_ref = predict(model, reference[0], device=device)
         for row in rows:
             m = ref_labels == row["target"]
             row["p_target_reference"] = float(p_ref[m, row["target"]].mean()) if m.any() else None
